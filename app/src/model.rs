@@ -1,0 +1,364 @@
+//! Types that travel between the server and the browser.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::AppError;
+
+/// What a person may do inside their organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// People, and everything an operator can do.
+    Admin,
+    /// Nodes and routing.
+    Operator,
+    /// Reads everything, changes nothing.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Operator, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Role::Admin => "people and everything else",
+            Role::Operator => "nodes and routing",
+            Role::Viewer => "read only",
+        }
+    }
+
+    pub fn can_manage_people(self) -> bool {
+        self == Role::Admin
+    }
+
+    pub fn can_operate(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = AppError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(AppError::invalid(format!(
+                "Unknown role \"{other}\": choose admin, operator or viewer."
+            ))),
+        }
+    }
+}
+
+/// The signed-in person, as every page and server function sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: i64,
+    pub username: String,
+    pub org_id: i64,
+    pub org_name: String,
+    pub role: Role,
+    pub must_change_password: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub must_change_password: bool,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+    pub client_addr: String,
+}
+
+/// One page of the audit log, newest first. `older` is the cursor for the
+/// next page when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub older: Option<i64>,
+}
+
+/// Shortest password the portal accepts, temporary ones included.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Longer inputs are refused before hashing, so nobody can make the server
+/// hash megabytes.
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+pub fn validate_password(password: &str, field: &str) -> Result<(), AppError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_LEN {
+        return Err(AppError::invalid(format!(
+            "{field} must be at least {MIN_PASSWORD_LEN} characters long."
+        )));
+    }
+    if chars > MAX_PASSWORD_LEN {
+        return Err(AppError::invalid(format!(
+            "{field} must be at most {MAX_PASSWORD_LEN} characters long."
+        )));
+    }
+    Ok(())
+}
+
+/// Normalizes and checks a sign-in name: 1 to 64 characters of letters,
+/// digits, `.`, `_`, `-` and `@`, compared case-insensitively.
+pub fn normalize_username(raw: &str) -> Result<String, AppError> {
+    let name = raw.trim().to_lowercase();
+    if name.is_empty() {
+        return Err(AppError::invalid("Enter a user name."));
+    }
+    if name.chars().count() > 64 {
+        return Err(AppError::invalid(
+            "User names are at most 64 characters long.",
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
+    {
+        return Err(AppError::invalid(format!(
+            "User names may contain letters, digits, '.', '_', '-' and '@', not {bad:?}."
+        )));
+    }
+    Ok(name)
+}
+
+pub fn normalize_org_name(raw: &str) -> Result<String, AppError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("Enter the organization's name."));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid(
+            "Organization names are at most 100 characters long.",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "Organization names cannot contain control characters.",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_username("  Alice@ISP.example ").unwrap(),
+            "alice@isp.example"
+        );
+        assert!(normalize_username("").is_err());
+        assert!(normalize_username("a b").is_err());
+        assert!(normalize_username(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn roles_parse_and_refuse_unknown() {
+        assert_eq!("viewer".parse::<Role>().unwrap(), Role::Viewer);
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn password_length_is_enforced() {
+        assert!(validate_password("short", "Password").is_err());
+        assert!(validate_password("long enough!", "Password").is_ok());
+        assert!(validate_password(&"p".repeat(257), "Password").is_err());
+    }
+}
+
+/// How a node learns which subscribers it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// CIDR blocks the operator enters.
+    Manual,
+    /// Prefixes the node learns from the operator's router.
+    Bgp,
+}
+
+impl RoutingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingMode::Manual => "manual",
+            RoutingMode::Bgp => "bgp",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RoutingMode::Manual => "Manual CIDR",
+            RoutingMode::Bgp => "BGP",
+        }
+    }
+}
+
+impl FromStr for RoutingMode {
+    type Err = AppError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "manual" => Ok(RoutingMode::Manual),
+            "bgp" => Ok(RoutingMode::Bgp),
+            other => Err(AppError::invalid(format!(
+                "Unknown routing mode \"{other}\": choose manual or bgp."
+            ))),
+        }
+    }
+}
+
+/// Whether the node's agent is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// No agent has ever registered for it.
+    NeverConnected,
+    Online,
+    /// Registered, but no report within three report intervals.
+    Offline,
+    /// Switched off by an operator.
+    Disabled,
+}
+
+impl NodeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::NeverConnected => "never connected",
+            NodeState::Online => "online",
+            NodeState::Offline => "offline",
+            NodeState::Disabled => "disabled",
+        }
+    }
+}
+
+/// Whether the node runs its latest configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigState {
+    /// Not yet acknowledged by the agent.
+    Pending,
+    Applied,
+    /// The agent tried and could not; the reason is kept.
+    Failed,
+}
+
+impl ConfigState {
+    pub fn label(self) -> &'static str {
+        match self {
+            ConfigState::Pending => "pending",
+            ConfigState::Applied => "applied",
+            ConfigState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drive {
+    pub path: String,
+    pub size_gb: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbor {
+    pub address: String,
+    pub asn: u32,
+}
+
+/// A manual CIDR block, and the organization's other nodes that serve the
+/// same block (traffic is spread across them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualPrefix {
+    pub prefix: String,
+    pub shared_with: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub name: String,
+    pub public_ipv4: String,
+    pub max_egress_mbps: i64,
+    pub enabled: bool,
+    pub routing_mode: RoutingMode,
+    pub state: NodeState,
+    pub config_state: ConfigState,
+    pub config_version: i64,
+    pub agent_version: Option<String>,
+    pub last_seen_at_ms: Option<i64>,
+    pub apply_error: Option<String>,
+}
+
+/// The registration key currently on file for a node (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub created_by: String,
+    pub used_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub summary: NodeSummary,
+    pub drives: Vec<Drive>,
+    pub manual_prefixes: Vec<ManualPrefix>,
+    pub bgp_asn: Option<u32>,
+    pub bgp_neighbors: Vec<Neighbor>,
+    pub registered_at_ms: Option<i64>,
+    pub agent_hostname: Option<String>,
+    pub registration_key: Option<KeyStatus>,
+}
+
+/// A freshly issued registration key: shown once, never stored in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedKey {
+    pub node: String,
+    pub key: String,
+    pub expires_at_ms: i64,
+    /// The one command that installs and registers the agent.
+    pub install_command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+}
+
+/// A freshly created API token: shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiToken {
+    pub name: String,
+    pub token: String,
+}

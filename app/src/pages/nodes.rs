@@ -1,0 +1,449 @@
+//! Nodes: the list, a new node, and one node's page with its settings,
+//! routing and provisioning.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use super::{format_time, use_hydrated, use_me, ActionError, ErrorMessage};
+use crate::api::*;
+use crate::error::AppError;
+use crate::model::{ConfigState, IssuedKey, Me, NodeDetail, NodeState, RoutingMode};
+
+fn state_badge(state: NodeState) -> impl IntoView {
+    let class = match state {
+        NodeState::Online => "badge good",
+        NodeState::Offline => "badge bad",
+        NodeState::Disabled => "badge muted",
+        NodeState::NeverConnected => "badge muted",
+    };
+    view! { <span class=class>{state.label()}</span> }
+}
+
+fn config_badge(state: ConfigState) -> impl IntoView {
+    let class = match state {
+        ConfigState::Applied => "badge good",
+        ConfigState::Failed => "badge bad",
+        ConfigState::Pending => "badge muted",
+    };
+    view! { <span class=class>{state.label()}</span> }
+}
+
+/// Renders a page body that needs the signed-in person, or the error.
+fn with_me(me: Result<Option<Me>, AppError>, body: impl FnOnce(Me) -> AnyView) -> AnyView {
+    match me {
+        Ok(Some(me)) => body(me),
+        Ok(None) => view! { <ErrorMessage error=AppError::Unauthenticated/> }.into_any(),
+        Err(e) => view! { <ErrorMessage error=e/> }.into_any(),
+    }
+}
+
+#[component]
+pub fn NodesPage() -> impl IntoView {
+    let me_resource = use_me();
+    let nodes = Resource::new(|| (), |_| list_nodes());
+    view! {
+        <Title text="Nodes"/>
+        <h1>"Nodes"</h1>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                let me = me_resource.await;
+                let nodes = nodes.await;
+                with_me(me, move |me| match nodes {
+                    Err(e) => view! { <ErrorMessage error=e/> }.into_any(),
+                    Ok(nodes) => view! {
+                        {if nodes.is_empty() {
+                            view! { <p>"No nodes yet."</p> }.into_any()
+                        } else {
+                            view! {
+                                <table class="nodes">
+                                    <thead>
+                                        <tr>
+                                            <th>"Name"</th><th>"Address"</th><th>"Routing"</th><th>"State"</th>
+                                            <th>"Agent"</th><th>"Config"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>
+                                        {nodes.into_iter().map(|n| view! {
+                                            <tr data-node=n.name.clone()>
+                                                <td><a href=format!("/nodes/{}", n.name)>{n.name.clone()}</a></td>
+                                                <td>{n.public_ipv4}</td>
+                                                <td>{n.routing_mode.label()}</td>
+                                                <td class="state">{state_badge(n.state)}</td>
+                                                <td>{n.agent_version.unwrap_or_else(|| "—".into())}</td>
+                                                <td class="config">{config_badge(n.config_state)}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            }.into_any()
+                        }}
+                        {me.role.can_operate().then(|| view! { <p><a class="button" href="/nodes/new">"Add a node"</a></p> })}
+                    }.into_any(),
+                })
+            })}
+        </Suspense>
+    }
+}
+
+const DRIVES_HINT: &str =
+    "One drive a line: a folder and its size in GB, such as /var/cache/lastmile 500.";
+
+#[component]
+pub fn NewNodePage() -> impl IntoView {
+    let create = ServerAction::<CreateNode>::new();
+    view! {
+        <Title text="Add a node"/>
+        <h1>"Add a node"</h1>
+        <ActionForm action=create attr:class="stack" attr:id="new-node">
+            <label>"Name (letters and digits; fixed once created)"
+                <input name="name" required maxlength="63" pattern="[A-Za-z0-9]+" autocomplete="off"/>
+            </label>
+            <label>"Public IPv4 address of the server" <input name="public_ipv4" required placeholder="203.0.113.10"/></label>
+            <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required inputmode="numeric" value="1000"/></label>
+            <label class="check"><input type="checkbox" name="enabled" value="on" checked/> "Enabled"</label>
+            <label>"Cache drives"
+                <textarea name="drives" rows="3" required placeholder="/var/cache/lastmile 500"></textarea>
+                <span class="hint">{DRIVES_HINT}</span>
+            </label>
+            <button type="submit">"Create node"</button>
+        </ActionForm>
+        <ActionError action=create/>
+    }
+}
+
+#[component]
+pub fn NodePage() -> impl IntoView {
+    let params = use_params_map();
+    let name = move || params.with(|p| p.get("name").unwrap_or_default());
+    let me_resource = use_me();
+    let update = ServerAction::<UpdateNode>::new();
+    let enable = ServerAction::<SetNodeEnabled>::new();
+    let delete = ServerAction::<DeleteNode>::new();
+    let manual = ServerAction::<SaveManualRouting>::new();
+    let bgp = ServerAction::<SaveBgp>::new();
+    let mode = ServerAction::<SetRoutingMode>::new();
+    let issue = ServerAction::<IssueRegistrationKey>::new();
+    let node = Resource::new(
+        move || {
+            (
+                name(),
+                update.version().get(),
+                enable.version().get(),
+                manual.version().get(),
+                bgp.version().get(),
+                mode.version().get(),
+                issue.version().get(),
+            )
+        },
+        |(name, ..)| get_node(name),
+    );
+    let pending_key = Resource::new(name, take_issued_key);
+    view! {
+        <Title text=move || format!("Node {}", name())/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                let me = me_resource.await;
+                let node = node.await;
+                let pending_key = pending_key.await.ok().flatten();
+                with_me(me, move |me| match node {
+                    Err(e) => view! { <ErrorMessage error=e/> }.into_any(),
+                    Ok(node) => {
+                        let can_edit = me.role.can_operate();
+                        view! {
+                            <NodeStatus node=node.clone()/>
+                            <NodeSettings node=node.clone() can_edit update enable/>
+                            <NodeRouting node=node.clone() can_edit manual bgp mode/>
+                            <NodeProvisioning node=node.clone() can_edit issue pending_key/>
+                            {can_edit.then(|| view! { <DeleteNodeForm name=node.summary.name.clone() delete/> })}
+                        }.into_any()
+                    }
+                })
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn NodeStatus(node: NodeDetail) -> impl IntoView {
+    let s = node.summary;
+    view! {
+        <h1>"Node " {s.name.clone()}</h1>
+        <dl class="facts">
+            <dt>"State"</dt><dd class="state">{state_badge(s.state)}</dd>
+            <dt>"Configuration"</dt>
+            <dd class="config">
+                {config_badge(s.config_state)} " (version " {s.config_version} ")"
+                {s.apply_error.map(|e| view! { <span class="error-text">" — " {e}</span> })}
+            </dd>
+            <dt>"Agent"</dt>
+            <dd>
+                {match (s.agent_version, node.agent_hostname) {
+                    (Some(v), Some(h)) => format!("{v} on {h}"),
+                    (Some(v), None) => v,
+                    _ => "no agent has registered yet".to_string(),
+                }}
+            </dd>
+            <dt>"Last report"</dt>
+            <dd>{s.last_seen_at_ms.map(format_time).unwrap_or_else(|| "never".into())}</dd>
+        </dl>
+    }
+}
+
+#[component]
+fn NodeSettings(
+    node: NodeDetail,
+    can_edit: bool,
+    update: ServerAction<UpdateNode>,
+    enable: ServerAction<SetNodeEnabled>,
+) -> impl IntoView {
+    let s = node.summary.clone();
+    let drives_text = node
+        .drives
+        .iter()
+        .map(|d| format!("{} {}", d.path, d.size_gb))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rows = node.drives.len().max(2).to_string();
+    view! {
+        <h2>"Settings"</h2>
+        {if can_edit {
+            let name = s.name.clone();
+            let name_for_toggle = s.name.clone();
+            view! {
+                <ActionForm action=update attr:class="stack" attr:id="node-settings">
+                    <input type="hidden" name="name" value=name/>
+                    <label>"Public IPv4 address" <input name="public_ipv4" required value=s.public_ipv4.clone()/></label>
+                    <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required value=s.max_egress_mbps.to_string()/></label>
+                    <label class="check"><input type="checkbox" name="enabled" value="on" checked=s.enabled/> "Enabled"</label>
+                    <label>"Cache drives"
+                        <textarea name="drives" rows=rows required>{drives_text}</textarea>
+                        <span class="hint">{DRIVES_HINT}</span>
+                    </label>
+                    <button type="submit">"Save settings"</button>
+                </ActionForm>
+                <ActionError action=update/>
+                <ActionForm action=enable attr:class="inline" attr:id="toggle-enabled">
+                    <input type="hidden" name="name" value=name_for_toggle/>
+                    <input type="hidden" name="enabled" value=(!s.enabled).to_string()/>
+                    <button type="submit">{if s.enabled { "Disable node" } else { "Enable node" }}</button>
+                </ActionForm>
+                <ActionError action=enable/>
+            }.into_any()
+        } else {
+            view! {
+                <dl class="facts">
+                    <dt>"Public IPv4 address"</dt><dd>{s.public_ipv4.clone()}</dd>
+                    <dt>"Maximum egress"</dt><dd>{s.max_egress_mbps} " Mbps"</dd>
+                    <dt>"Enabled"</dt><dd>{if s.enabled { "yes" } else { "no" }}</dd>
+                    <dt>"Cache drives"</dt>
+                    <dd><ul class="plain">{node.drives.into_iter().map(|d| view! { <li>{d.path} " — " {d.size_gb} " GB"</li> }).collect_view()}</ul></dd>
+                </dl>
+            }.into_any()
+        }}
+    }
+}
+
+#[component]
+fn NodeRouting(
+    node: NodeDetail,
+    can_edit: bool,
+    manual: ServerAction<SaveManualRouting>,
+    bgp: ServerAction<SaveBgp>,
+    mode: ServerAction<SetRoutingMode>,
+) -> impl IntoView {
+    let name = node.summary.name.clone();
+    let (name_mode, name_manual, name_bgp) = (name.clone(), name.clone(), name.clone());
+    let current = node.summary.routing_mode;
+    let other = match current {
+        RoutingMode::Manual => RoutingMode::Bgp,
+        RoutingMode::Bgp => RoutingMode::Manual,
+    };
+    let prefixes_text = node
+        .manual_prefixes
+        .iter()
+        .map(|p| p.prefix.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let neighbors_text = node
+        .bgp_neighbors
+        .iter()
+        .map(|n| format!("{} {}", n.address, n.asn))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let block_list = view! {
+        <ul class="prefixes">
+            {node.manual_prefixes.iter().map(|p| {
+                let shared = (!p.shared_with.is_empty()).then(|| format!(" — shared with {}", p.shared_with.join(", ")));
+                view! { <li><code>{p.prefix.clone()}</code>{shared}</li> }
+            }).collect_view()}
+        </ul>
+    };
+    view! {
+        <h2>"Routing"</h2>
+        <p class="routing-mode">"Mode: " <strong>{current.label()}</strong>
+            {match current {
+                RoutingMode::Manual => " — the node serves the subscribers in the blocks below.",
+                RoutingMode::Bgp => " — the node serves the prefixes it learns from the routers below.",
+            }}
+        </p>
+        {can_edit.then(|| view! {
+            <ActionForm action=mode attr:class="inline" attr:id="switch-mode">
+                <input type="hidden" name="name" value=name_mode.clone()/>
+                <input type="hidden" name="mode" value=other.as_str()/>
+                <button type="submit">"Switch to " {other.label()} " routing"</button>
+            </ActionForm>
+            <ActionError action=mode/>
+        })}
+
+        <h3>"Manual CIDR blocks"</h3>
+        {if node.manual_prefixes.is_empty() {
+            view! { <p class="hint">"No blocks."</p> }.into_any()
+        } else {
+            block_list.into_any()
+        }}
+        {can_edit.then(|| view! {
+            <ActionForm action=manual attr:class="stack" attr:id="manual-routing">
+                <input type="hidden" name="name" value=name_manual.clone()/>
+                <label>"IPv4 CIDR blocks, one a line or separated by commas"
+                    <textarea name="prefixes" rows="6" placeholder="203.0.113.0/24">{prefixes_text}</textarea>
+                </label>
+                <button type="submit">"Save blocks"</button>
+            </ActionForm>
+            <ActionError action=manual/>
+        })}
+
+        <h3>"BGP"</h3>
+        <dl class="facts">
+            <dt>"Node ASN"</dt><dd>{node.bgp_asn.map(|a| a.to_string()).unwrap_or_else(|| "not set".into())}</dd>
+            <dt>"Neighbors"</dt>
+            <dd>
+                {if node.bgp_neighbors.is_empty() {
+                    view! { "none" }.into_any()
+                } else {
+                    view! { <ul class="plain neighbors">{node.bgp_neighbors.iter().map(|n| view! {
+                        <li>{n.address.clone()} " (AS" {n.asn} ")"</li>
+                    }).collect_view()}</ul> }.into_any()
+                }}
+            </dd>
+            <dt>"Sessions and learned prefixes"</dt>
+            <dd>
+                {if node.summary.agent_version.is_none() {
+                    "No agent has registered yet, so no BGP session has been reported."
+                } else {
+                    "The agent has not reported any BGP session."
+                }}
+            </dd>
+        </dl>
+        {can_edit.then(|| view! {
+            <ActionForm action=bgp attr:class="stack" attr:id="bgp-settings">
+                <input type="hidden" name="name" value=name_bgp.clone()/>
+                <label>"The node's ASN (2-byte or 4-byte)"
+                    <input name="asn" required inputmode="numeric" value=node.bgp_asn.map(|a| a.to_string()).unwrap_or_default()/>
+                </label>
+                <label>"Neighbors: one router a line, its IPv4 address and ASN"
+                    <textarea name="neighbors" rows="3" required placeholder="192.0.2.1 64512">{neighbors_text}</textarea>
+                </label>
+                <button type="submit">"Save BGP settings"</button>
+            </ActionForm>
+            <ActionError action=bgp/>
+        })}
+    }
+}
+
+#[component]
+fn IssuedKeyView(issued: IssuedKey) -> impl IntoView {
+    let hydrated = use_hydrated();
+    let (copied, set_copied) = signal(false);
+    let command = issued.install_command.clone();
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let clipboard = window().navigator().clipboard();
+            let _ = clipboard.write_text(&command);
+            set_copied.set(true);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = &command;
+            set_copied.set(true);
+        }
+    };
+    view! {
+        <div class="issued-key">
+            <p>
+                "Run this on the server, as a user who may use sudo. The key in it works once and expires "
+                {format_time(issued.expires_at_ms)} ". It is shown only now."
+            </p>
+            <pre class="command" id="install-command">{issued.install_command.clone()}</pre>
+            <Show when=move || hydrated.get()>
+                <button type="button" class="copy" on:click=copy.clone()>
+                    {move || if copied.get() { "Copied" } else { "Copy command" }}
+                </button>
+            </Show>
+        </div>
+    }
+}
+
+#[component]
+fn NodeProvisioning(
+    node: NodeDetail,
+    can_edit: bool,
+    issue: ServerAction<IssueRegistrationKey>,
+    pending_key: Option<IssuedKey>,
+) -> impl IntoView {
+    let name = node.summary.name.clone();
+    let key_status = match node.registration_key {
+        None => "No registration key has been issued.".to_string(),
+        Some(k) => match k.used_at_ms {
+            Some(used) => format!(
+                "The last key (issued by {} at {}) was used at {}.",
+                k.created_by,
+                format_time(k.created_at_ms),
+                format_time(used)
+            ),
+            None => format!(
+                "A key issued by {} at {} is unused; it expires {}.",
+                k.created_by,
+                format_time(k.created_at_ms),
+                format_time(k.expires_at_ms)
+            ),
+        },
+    };
+    let fresh = move || {
+        issue
+            .value()
+            .get()
+            .and_then(Result::ok)
+            .or_else(|| pending_key.clone())
+            .map(|issued| view! { <IssuedKeyView issued/> })
+    };
+    view! {
+        <h2>"Provisioning"</h2>
+        <p class="key-status">{key_status}</p>
+        {can_edit.then(|| view! {
+            <ActionForm action=issue attr:class="inline" attr:id="issue-key">
+                <input type="hidden" name="name" value=name.clone()/>
+                <button type="submit">"Issue registration key"</button>
+            </ActionForm>
+            <p class="hint">"Issuing a new key revokes any unused earlier one."</p>
+            <ActionError action=issue/>
+            {fresh}
+        })}
+    }
+}
+
+#[component]
+fn DeleteNodeForm(name: String, delete: ServerAction<DeleteNode>) -> impl IntoView {
+    view! {
+        <h2>"Delete"</h2>
+        <ActionForm action=delete attr:class="stack" attr:id="delete-node">
+            <input type="hidden" name="name" value=name.clone()/>
+            <label>"Type the node's name to delete it and its routing"
+                <input name="confirm_name" required autocomplete="off" placeholder=name/>
+            </label>
+            <button type="submit" class="danger">"Delete node"</button>
+        </ActionForm>
+        <ActionError action=delete/>
+    }
+}

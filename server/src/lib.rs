@@ -1,0 +1,168 @@
+//! The Lastmile portal server: the Leptos app, its server functions and the
+//! request layer around them, served over HTTP or HTTPS.
+//!
+//! [`serve`] takes a bound listener and a shutdown future, so tests start a
+//! real portal on an ephemeral port and stop it when they are done.
+
+pub mod api_v1;
+pub mod config;
+pub mod tls;
+pub mod web;
+
+use app::backend::sessions::DbSessionStore;
+use app::backend::{db::Db, AppState};
+use app::{shell, App};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, get_service};
+use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower_http::services::ServeFile;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub use web::WebConfig;
+
+/// The name the wasm bundle is built under (`scripts/build-site`).
+pub const BUNDLE_NAME: &str = "lastmile";
+pub const SESSION_COOKIE: &str = "lastmile_session";
+
+pub struct RouterOptions {
+    /// Folder holding `pkg/` with the wasm bundle, its JavaScript and CSS.
+    pub site_root: String,
+    /// Mark the session cookie `Secure`: on whenever the portal speaks HTTPS.
+    pub secure_cookies: bool,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    pub web: WebConfig,
+    /// The node agent binary served to install scripts.
+    pub agent_binary: std::path::PathBuf,
+}
+
+pub fn router(state: AppState, options: RouterOptions) -> Router {
+    let leptos_options = LeptosOptions::builder()
+        .output_name(BUNDLE_NAME)
+        .site_root(options.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .build();
+    let routes = generate_route_list(App);
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(options.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(
+            time::Duration::try_from(options.session_idle).unwrap_or(time::Duration::hours(12)),
+        ));
+    let context_state = state.clone();
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &leptos_options,
+            routes,
+            move || provide_context(context_state.clone()),
+            {
+                let leptos_options = leptos_options.clone();
+                move || shell(leptos_options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(leptos_options);
+    Router::new()
+        .route("/healthz", get(healthz).with_state(state.clone()))
+        .merge(api_v1::routes(state.clone()))
+        .route(
+            lastmile_wire::AGENT_DOWNLOAD_PATH,
+            get_service(ServeFile::new(&options.agent_binary)),
+        )
+        .merge(pages)
+        .layer(from_fn_with_state(state.clone(), web::page_guard))
+        .layer(from_fn(web::server_fn_responses))
+        .layer(from_fn_with_state((state, options.web), web::identify))
+        .layer(sessions)
+        .layer(from_fn(web::cross_origin_guard))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}
+
+/// 200 when the portal can reach its database, 503 when it cannot: for load
+/// balancers and monitoring.
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    match sqlx::query("SELECT 1").execute(&state.db.pool).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "database unreachable\n",
+            )
+        }
+    }
+}
+
+/// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown`
+/// completes, then lets requests in flight finish for up to ten seconds.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(config) => {
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+}
+
+/// Deletes expired sessions and stale sign-in failures every few minutes.
+pub fn spawn_housekeeping(db: Db) {
+    use tower_sessions::session_store::ExpiredDeletion;
+    tokio::spawn(async move {
+        let store = DbSessionStore::new(db.clone());
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "deleting expired sessions");
+            }
+            if let Err(e) = app::backend::throttle::prune(&db).await {
+                tracing::warn!(error = %e, "pruning sign-in failures");
+            }
+        }
+    });
+}
