@@ -72,6 +72,12 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
+# Real peers for the node's tests: nginx as a local origin, BIRD 2 and
+# GoBGP as the ISP's router, curl as a plain download client.
+ensure_node_test_tools() {
+  apt_install nginx bird2 gobgpd curl
+}
+
 # The tests need a PostgreSQL server they may create databases on. Use
 # LASTMILE_TEST_POSTGRES_URL when set; otherwise the local server on
 # 127.0.0.1:5432, started (and installed, on a machine without one) here.

@@ -1,0 +1,1 @@
+//! The receive-only BGP speaker of a Lastmile node (being built).

@@ -1,0 +1,1 @@
+//! The cache data path of a Lastmile node (being built).
