@@ -307,6 +307,8 @@ pub struct NodeSummary {
     pub public_ipv4: String,
     pub max_egress_mbps: i64,
     pub enabled: bool,
+    /// Steering sends it no new clients; it keeps serving.
+    pub draining: bool,
     pub routing_mode: RoutingMode,
     pub state: NodeState,
     pub config_state: ConfigState,
@@ -336,6 +338,11 @@ pub struct NodeDetail {
     pub registered_at_ms: Option<i64>,
     pub agent_hostname: Option<String>,
     pub registration_key: Option<KeyStatus>,
+    /// Content hosts the operator added to the built-in allow-list.
+    pub extra_hosts: Vec<String>,
+    pub health: AgentHealth,
+    pub totals: TrafficTotals,
+    pub learned: LearnedSummary,
 }
 
 /// A freshly issued registration key: shown once, never stored in clear.
@@ -361,4 +368,132 @@ pub struct ApiTokenInfo {
 pub struct NewApiToken {
     pub name: String,
     pub token: String,
+}
+
+/// Where a steering prefix comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSource {
+    /// Typed into the portal by an operator.
+    Manual = 0,
+    /// Learned by the node from the ISP's router.
+    Bgp = 1,
+}
+
+impl RouteSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteSource::Manual => "manual",
+            RouteSource::Bgp => "bgp",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteSource::Manual => "manual CIDR",
+            RouteSource::Bgp => "learned over BGP",
+        }
+    }
+}
+
+/// Why steering did or did not pick a node for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SteerVerdict {
+    /// The client goes here.
+    Chosen,
+    /// Equally specific and healthy: used when the chosen node fails.
+    Alternative,
+    /// Healthy, but a longer prefix of another node matches.
+    LessSpecific,
+    Disabled,
+    /// Keeps serving its clients, takes no new ones.
+    Draining,
+    /// No report within three report intervals.
+    Offline,
+    NeverConnected,
+    /// Reports, but says it cannot serve (no writable drive, say).
+    NotServing,
+    /// None of its prefixes contains the address.
+    NoMatchingPrefix,
+}
+
+impl SteerVerdict {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SteerVerdict::Chosen => "chosen",
+            SteerVerdict::Alternative => "alternative (equally specific; spread by client address)",
+            SteerVerdict::LessSpecific => "not chosen: a more specific prefix matches",
+            SteerVerdict::Disabled => "not chosen: disabled",
+            SteerVerdict::Draining => "not chosen: draining",
+            SteerVerdict::Offline => "not chosen: offline (no recent report)",
+            SteerVerdict::NeverConnected => "not chosen: its agent never connected",
+            SteerVerdict::NotServing => "not chosen: its agent reports it cannot serve",
+            SteerVerdict::NoMatchingPrefix => "does not serve this address",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteerCandidate {
+    pub node: String,
+    pub prefix: Option<String>,
+    pub source: Option<RouteSource>,
+    pub verdict: SteerVerdict,
+}
+
+/// "Where does this subscriber go, and why?"
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteerExplanation {
+    pub client: String,
+    pub use_cdn: bool,
+    /// The chosen node, when it is one of the asking organization's.
+    pub chosen: Option<String>,
+    pub chosen_url: Option<String>,
+    /// The address is served by a node of another organization (whose
+    /// details are not shown).
+    pub served_by_other_org: bool,
+    pub prefix: Option<String>,
+    pub source: Option<RouteSource>,
+    /// The asking organization's nodes, most specific match first.
+    pub candidates: Vec<SteerCandidate>,
+}
+
+/// Traffic totals since the node was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficTotals {
+    pub requests: i64,
+    pub hit_bytes: i64,
+    pub miss_bytes: i64,
+    pub origin_bytes: i64,
+    pub errors: i64,
+    pub active_connections: i64,
+}
+
+/// What the node learned over BGP, in short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedSummary {
+    pub prefixes: i64,
+    /// Distinct IPv4 addresses the prefixes cover.
+    pub addresses: u64,
+}
+
+/// One learned route, as the JSON download lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedRouteView {
+    pub prefix: String,
+    pub neighbor: String,
+    pub next_hop: String,
+    pub as_path: Vec<u32>,
+    pub learned_at_ms: i64,
+}
+
+/// What the agent said in its last report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub serving: bool,
+    pub data_port: Option<u16>,
+    pub problems: Vec<String>,
+    pub drives: Vec<lastmile_wire::DriveUsage>,
+    pub bgp_sessions: Vec<lastmile_wire::BgpSession>,
 }

@@ -208,6 +208,28 @@ pub fn drives(text: &str) -> Result<Vec<DriveSpec>, AppError> {
     Ok(drives)
 }
 
+/// Content hosts an operator adds to a node's allow-list: one a line or
+/// comma-separated, each a host name or `*.domain`. Normalized, duplicates
+/// dropped silently (they mean the same), every bad entry named.
+pub fn extra_hosts(text: &str) -> Result<Vec<String>, AppError> {
+    let mut hosts = Vec::new();
+    let mut problems = Vec::new();
+    for (line, entry) in entries(text) {
+        match lastmile_wire::hosts::validate_host_pattern(&entry) {
+            Ok(host) if hosts.contains(&host) => {}
+            Ok(host) => hosts.push(host),
+            Err(problem) => problems.push(format!("Host line {line}, \"{entry}\": {problem}.")),
+        }
+    }
+    refuse("hosts", problems)?;
+    if hosts.len() > 100 {
+        return Err(AppError::invalid(
+            "A node takes at most 100 added content hosts.",
+        ));
+    }
+    Ok(hosts)
+}
+
 /// An autonomous system number: 1 to 4294967294, 2-byte or 4-byte, but not
 /// AS_TRANS (23456) or the reserved 65535.
 pub fn asn(raw: &str, field: &str) -> Result<u32, AppError> {
@@ -381,6 +403,17 @@ mod tests {
         ] {
             assert!(err.contains(expected), "{expected} in {err}");
         }
+    }
+
+    #[test]
+    fn extra_hosts_are_host_names_or_wildcards() {
+        assert_eq!(
+            extra_hosts("Origin.Test\n*.cdn.example.net, origin.test").unwrap(),
+            ["origin.test", "*.cdn.example.net"]
+        );
+        let err = message(extra_hosts("ok.example\n10.0.0.1\nbad host").unwrap_err());
+        assert!(err.contains("Host line 2, \"10.0.0.1\""), "{err}");
+        assert!(err.contains("Host line 3, \"bad host\""), "{err}");
     }
 
     #[test]

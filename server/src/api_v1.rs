@@ -7,7 +7,10 @@ use app::api::nodes::{install_command, parse_settings};
 use app::backend::audit::Actor;
 use app::backend::{authorize, nodes, tokens, AppState, ClientAddr};
 use app::error::AppError;
-use app::model::{Drive, IssuedKey, Me, Neighbor, NodeDetail, NodeSummary, Role, RoutingMode};
+use app::model::{
+    Drive, IssuedKey, LearnedRouteView, Me, Neighbor, NodeDetail, NodeSummary, Role, RoutingMode,
+    SteerExplanation,
+};
 use app::validate;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -16,7 +19,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use lastmile_wire::{RegisterRequest, RegisterResponse};
 use serde::Deserialize;
 
 /// An error as the JSON API answers it.
@@ -132,8 +134,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/nodes/{name}/routing/manual", put(put_manual))
         .route("/api/v1/nodes/{name}/routing/bgp", put(put_bgp))
         .route("/api/v1/nodes/{name}/routing/mode", put(put_mode))
+        .route("/api/v1/nodes/{name}/draining", put(put_draining))
+        .route("/api/v1/nodes/{name}/bgp/routes", get(learned_routes))
         .route("/api/v1/nodes/{name}/registration-key", post(issue_key))
-        .route(lastmile_wire::REGISTER_PATH, post(register_agent))
+        .route("/api/v1/steer/explain", get(explain))
         .with_state(state)
 }
 
@@ -142,7 +146,9 @@ async fn list_nodes(
     caller: Caller,
 ) -> ApiResult<Json<Vec<NodeSummary>>> {
     caller.may(|_| true, "see nodes")?;
-    Ok(Json(nodes::list(&state.db, caller.me.org_id).await?))
+    Ok(Json(
+        nodes::list(&state.db, caller.me.org_id, offline_after(&state)).await?,
+    ))
 }
 
 async fn get_node(
@@ -151,9 +157,15 @@ async fn get_node(
     Path(name): Path<String>,
 ) -> ApiResult<Json<NodeDetail>> {
     caller.may(|_| true, "see nodes")?;
-    Ok(Json(
-        nodes::detail(&state.db, caller.me.org_id, &name).await?,
-    ))
+    Ok(Json(detail(&state, &caller, &name).await?))
+}
+
+fn offline_after(state: &AppState) -> i64 {
+    state.settings.offline_after_ms()
+}
+
+async fn detail(state: &AppState, caller: &Caller, name: &str) -> Result<NodeDetail, AppError> {
+    nodes::detail(&state.db, caller.me.org_id, name, offline_after(state)).await
 }
 
 #[derive(Deserialize)]
@@ -165,10 +177,23 @@ struct NewNode {
     #[serde(default = "yes")]
     enabled: bool,
     drives: Vec<Drive>,
+    #[serde(default)]
+    extra_hosts: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A list as the portal's form takes it (one entry a line), so both follow
+/// the same rules and entry N is "line N" in error messages.
+fn lines_text(entries: &[String], what: &str) -> Result<String, AppError> {
+    if entries.iter().any(|e| e.contains(['\n', '\r', ','])) {
+        return Err(AppError::invalid(format!(
+            "Give one {what} per array entry."
+        )));
+    }
+    Ok(entries.join("\n"))
 }
 
 /// Drives as the portal's form takes them, so both follow the same rules.
@@ -197,6 +222,7 @@ async fn create_node(
         &body.max_egress_mbps.to_string(),
         body.enabled,
         &drives_text(&body.drives)?,
+        &lines_text(&body.extra_hosts, "host")?,
     )?;
     nodes::create(
         &state.db,
@@ -208,7 +234,7 @@ async fn create_node(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(nodes::detail(&state.db, caller.me.org_id, &name).await?),
+        Json(detail(&state, &caller, &name).await?),
     ))
 }
 
@@ -219,6 +245,7 @@ struct NodeChanges {
     max_egress_mbps: Option<i64>,
     enabled: Option<bool>,
     drives: Option<Vec<Drive>>,
+    extra_hosts: Option<Vec<String>>,
 }
 
 async fn update_node(
@@ -229,7 +256,7 @@ async fn update_node(
 ) -> ApiResult<Json<NodeDetail>> {
     caller.may(Role::can_operate, "change nodes or routing")?;
     let org = caller.me.org_id;
-    let current = nodes::detail(&state.db, org, &name).await?;
+    let current = detail(&state, &caller, &name).await?;
     let settings = parse_settings(
         changes
             .public_ipv4
@@ -241,10 +268,17 @@ async fn update_node(
             .to_string(),
         changes.enabled.unwrap_or(current.summary.enabled),
         &drives_text(changes.drives.as_deref().unwrap_or(&current.drives))?,
+        &lines_text(
+            changes
+                .extra_hosts
+                .as_deref()
+                .unwrap_or(&current.extra_hosts),
+            "host",
+        )?,
     )?;
     let canonical = current.summary.name;
     nodes::update(&state.db, &caller.actor(), org, &canonical, &settings).await?;
-    Ok(Json(nodes::detail(&state.db, org, &canonical).await?))
+    Ok(Json(detail(&state, &caller, &canonical).await?))
 }
 
 async fn delete_node(
@@ -254,6 +288,7 @@ async fn delete_node(
 ) -> ApiResult<StatusCode> {
     caller.may(Role::can_operate, "change nodes or routing")?;
     nodes::delete(&state.db, &caller.actor(), caller.me.org_id, &name).await?;
+    state.steering.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,16 +305,11 @@ async fn put_manual(
     JsonBody(body): JsonBody<ManualRouting>,
 ) -> ApiResult<Json<NodeDetail>> {
     caller.may(Role::can_operate, "change nodes or routing")?;
-    if body.prefixes.iter().any(|p| p.contains(['\n', '\r', ','])) {
-        return Err(AppError::invalid("Give one CIDR block per array entry.").into());
-    }
-    // Entry N of the array is "line N" in error messages.
-    let blocks = validate::cidr_list(&body.prefixes.join("\n"))?;
+    let blocks = validate::cidr_list(&lines_text(&body.prefixes, "CIDR block")?)?;
     nodes::set_manual_prefixes(&state.db, &caller.actor(), caller.me.org_id, &name, &blocks)
         .await?;
-    Ok(Json(
-        nodes::detail(&state.db, caller.me.org_id, &name).await?,
-    ))
+    state.steering.wake();
+    Ok(Json(detail(&state, &caller, &name).await?))
 }
 
 #[derive(Deserialize)]
@@ -312,9 +342,7 @@ async fn put_bgp(
         &neighbors,
     )
     .await?;
-    Ok(Json(
-        nodes::detail(&state.db, caller.me.org_id, &name).await?,
-    ))
+    Ok(Json(detail(&state, &caller, &name).await?))
 }
 
 #[derive(Deserialize)]
@@ -338,9 +366,60 @@ async fn put_mode(
         body.mode,
     )
     .await?;
+    state.steering.wake();
+    Ok(Json(detail(&state, &caller, &name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Draining {
+    draining: bool,
+}
+
+async fn put_draining(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<Draining>,
+) -> ApiResult<Json<NodeDetail>> {
+    caller.may(Role::can_operate, "change nodes or routing")?;
+    nodes::set_draining(
+        &state.db,
+        &caller.actor(),
+        caller.me.org_id,
+        &name,
+        body.draining,
+    )
+    .await?;
+    state.steering.wake();
+    Ok(Json(detail(&state, &caller, &name).await?))
+}
+
+async fn learned_routes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<LearnedRouteView>>> {
+    caller.may(|_| true, "see nodes")?;
     Ok(Json(
-        nodes::detail(&state.db, caller.me.org_id, &name).await?,
+        nodes::learned_routes(&state.db, caller.me.org_id, &name).await?,
     ))
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    client: String,
+}
+
+/// Where a subscriber goes and why, for the caller's organization.
+async fn explain(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(query): axum::extract::Query<ExplainQuery>,
+) -> ApiResult<Json<SteerExplanation>> {
+    caller.may(|_| true, "see nodes")?;
+    let client = validate::ipv4_address(&query.client, "subscriber address")?;
+    Ok(Json(state.steering.explain(client, caller.me.org_id)))
 }
 
 async fn issue_key(
@@ -350,8 +429,7 @@ async fn issue_key(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
     caller.may(Role::can_operate, "change nodes or routing")?;
-    let detail = nodes::detail(&state.db, caller.me.org_id, &name).await?;
-    let name = detail.summary.name;
+    let name = detail(&state, &caller, &name).await?.summary.name;
     let (key, expires_at_ms) = nodes::issue_key(
         &state.db,
         &caller.actor(),
@@ -388,40 +466,6 @@ fn portal_url(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Strin
             "http"
         }
     ))
-}
-
-/// A node agent trades its registration key for a node credential.
-async fn register_agent(
-    State(state): State<AppState>,
-    client: Option<axum::Extension<ClientAddr>>,
-    JsonBody(body): JsonBody<RegisterRequest>,
-) -> ApiResult<Json<RegisterResponse>> {
-    let clean = |value: &str, field: &str, max: usize| -> Result<String, AppError> {
-        let value = value.trim();
-        if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
-            return Err(AppError::invalid(format!(
-                "The agent's {field} must be 1 to {max} printable characters."
-            )));
-        }
-        Ok(value.to_string())
-    };
-    let version = clean(&body.agent_version, "version", 64)?;
-    let hostname = clean(&body.hostname, "host name", 253)?;
-    if body.key.len() > 200 {
-        return Err(AppError::invalid(nodes::KEY_REFUSED).into());
-    }
-    let client_addr = client
-        .map(|c| c.0 .0.clone())
-        .unwrap_or_else(|| "unknown".into());
-    let registered =
-        nodes::register_agent(&state.db, &body.key, &version, &hostname, &client_addr).await?;
-    tracing::info!(node = %registered.node_name, org = %registered.org_name, %hostname, "agent registered");
-    Ok(Json(RegisterResponse {
-        node_id: registered.node_id,
-        node_name: registered.node_name,
-        org_name: registered.org_name,
-        credential: registered.credential,
-    }))
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -117,6 +117,18 @@ pub struct ServeArgs {
     #[arg(long, env = "LASTMILE_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
 
+    /// Seconds between node agents' reports. A node that misses three is
+    /// offline, and steering sends its clients to the CDN.
+    #[arg(long, env = "LASTMILE_REPORT_INTERVAL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub report_interval_secs: u64,
+
+    /// Seconds between node agents' configuration polls (each is a
+    /// conditional GET that costs almost nothing when nothing changed).
+    #[arg(long, env = "LASTMILE_CONFIG_POLL_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub config_poll_secs: u64,
+
     /// Hours without a request after which a session ends.
     #[arg(long, env = "LASTMILE_SESSION_IDLE_HOURS", default_value_t = 12)]
     pub session_idle_hours: u64,

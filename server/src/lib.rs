@@ -4,8 +4,10 @@
 //! [`serve`] takes a bound listener and a shutdown future, so tests start a
 //! real portal on an ephemeral port and stop it when they are done.
 
+pub mod agent_api;
 pub mod api_v1;
 pub mod config;
+pub mod steer;
 pub mod tls;
 pub mod web;
 
@@ -73,9 +75,12 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options);
-    Router::new()
+    state.steering.spawn_refresher();
+    let steering = steer::routes(state.clone(), options.web.clone());
+    let portal = Router::new()
         .route("/healthz", get(healthz).with_state(state.clone()))
         .merge(api_v1::routes(state.clone()))
+        .merge(agent_api::routes(state.clone()))
         .route(
             lastmile_wire::AGENT_DOWNLOAD_PATH,
             get_service(ServeFile::new(&options.agent_binary)),
@@ -97,7 +102,10 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
-        ))
+        ));
+    // Steering skips the session and page layers: subscribers' devices
+    // have no session, and it must answer tens of thousands a second.
+    steering.merge(portal)
 }
 
 /// 200 when the portal can reach its database, 503 when it cannot: for load

@@ -115,7 +115,14 @@ async fn serve_portal(cli: Cli, db: Db) -> Result<(), String> {
         public_url: args.public_url.clone(),
         https: tls_files.is_some(),
         tls_pin: tls_pin.clone(),
+        report_interval_secs: args.report_interval_secs,
+        config_poll_secs: args.config_poll_secs,
     });
+    state
+        .steering
+        .refresh()
+        .await
+        .map_err(|e| format!("loading the steering index: {e}"))?;
     let tls_config = match &tls_files {
         Some((cert, key)) => {
             let pem =

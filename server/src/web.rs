@@ -62,6 +62,23 @@ fn is_same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// The address a request came from: the socket's peer, or the first
+/// `X-Forwarded-For` entry when the portal sits behind a load balancer that
+/// sets it (and only then: otherwise clients could pick their own address).
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<std::net::IpAddr> {
+    let forwarded = trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok());
+    forwarded.or(peer.map(|p| p.ip()))
+}
+
 /// Resolves the client address and the signed-in person once per request
 /// and puts both in the request's extensions for pages and server functions.
 pub async fn identify(
@@ -76,16 +93,10 @@ pub async fn identify(
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
-    let forwarded = config
-        .trust_forwarded_for
-        .then(|| req.headers().get("x-forwarded-for"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
-    let client = forwarded.or(peer).unwrap_or_else(|| "unknown".into());
+        .map(|ConnectInfo(addr)| *addr);
+    let client = client_ip(req.headers(), peer, config.trust_forwarded_for)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into());
 
     let auth = match session.get::<SessionAuth>(SESSION_AUTH_KEY).await {
         Ok(auth) => auth,

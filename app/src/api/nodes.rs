@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{IssuedKey, NodeDetail, NodeSummary};
+use crate::model::{IssuedKey, NodeDetail, NodeSummary, SteerExplanation};
 
 #[cfg(feature = "ssr")]
 use crate::backend::{ctx, nodes, nodes::NodeSettings, SESSION_ISSUED_KEY};
@@ -30,13 +30,20 @@ pub fn parse_settings(
     max_egress_mbps: &str,
     enabled: bool,
     drives: &str,
+    extra_hosts: &str,
 ) -> Result<NodeSettings, AppError> {
     Ok(NodeSettings {
         public_ipv4: validate::ipv4_address(public_ipv4, "public IPv4 address")?,
         max_egress_mbps: validate::egress_mbps(max_egress_mbps)?,
         enabled,
         drives: validate::drives(drives)?,
+        extra_hosts: validate::extra_hosts(extra_hosts)?,
     })
+}
+
+#[cfg(feature = "ssr")]
+fn offline_after_ms() -> Result<i64, AppError> {
+    Ok(ctx::state()?.settings.offline_after_ms())
 }
 
 /// A checkbox posts its value when ticked and nothing when not.
@@ -50,13 +57,13 @@ fn ticked(checkbox: &Option<String>) -> bool {
 #[server(endpoint = "nodes")]
 pub async fn list_nodes() -> Result<Vec<NodeSummary>, AppError> {
     let me = reader()?;
-    nodes::list(&ctx::state()?.db, me.org_id).await
+    nodes::list(&ctx::state()?.db, me.org_id, offline_after_ms()?).await
 }
 
 #[server(endpoint = "node")]
 pub async fn get_node(name: String) -> Result<NodeDetail, AppError> {
     let me = reader()?;
-    nodes::detail(&ctx::state()?.db, me.org_id, &name).await
+    nodes::detail(&ctx::state()?.db, me.org_id, &name, offline_after_ms()?).await
 }
 
 #[server(endpoint = "create_node")]
@@ -66,10 +73,17 @@ pub async fn create_node(
     max_egress_mbps: String,
     enabled: Option<String>,
     drives: String,
+    #[server(default)] extra_hosts: String,
 ) -> Result<(), AppError> {
     let me = operator()?;
     let name = validate::node_name(&name)?;
-    let settings = parse_settings(&public_ipv4, &max_egress_mbps, ticked(&enabled), &drives)?;
+    let settings = parse_settings(
+        &public_ipv4,
+        &max_egress_mbps,
+        ticked(&enabled),
+        &drives,
+        &extra_hosts,
+    )?;
     nodes::create(
         &ctx::state()?.db,
         &ctx::actor(&me),
@@ -89,9 +103,16 @@ pub async fn update_node(
     max_egress_mbps: String,
     enabled: Option<String>,
     drives: String,
+    #[server(default)] extra_hosts: String,
 ) -> Result<(), AppError> {
     let me = operator()?;
-    let settings = parse_settings(&public_ipv4, &max_egress_mbps, ticked(&enabled), &drives)?;
+    let settings = parse_settings(
+        &public_ipv4,
+        &max_egress_mbps,
+        ticked(&enabled),
+        &drives,
+        &extra_hosts,
+    )?;
     nodes::update(
         &ctx::state()?.db,
         &ctx::actor(&me),
@@ -115,6 +136,25 @@ pub async fn set_node_enabled(name: String, enabled: bool) -> Result<(), AppErro
     .await
 }
 
+#[server(endpoint = "set_node_draining")]
+pub async fn set_node_draining(name: String, draining: bool) -> Result<(), AppError> {
+    let me = operator()?;
+    let state = ctx::state()?;
+    nodes::set_draining(&state.db, &ctx::actor(&me), me.org_id, &name, draining).await?;
+    state.steering.wake();
+    Ok(())
+}
+
+/// "Where does this subscriber go, and why?" for an address typed into the
+/// portal.
+#[server(endpoint = "explain_steering")]
+pub async fn explain_steering(client: String) -> Result<SteerExplanation, AppError> {
+    let me = reader()?;
+    let client = validate::ipv4_address(&client, "subscriber address")?;
+    let state = ctx::state()?;
+    Ok(state.steering.explain(client, me.org_id))
+}
+
 /// Deleting asks for the node's name again: a slip of the mouse must not
 /// take a node out of service.
 #[server(endpoint = "delete_node")]
@@ -125,7 +165,9 @@ pub async fn delete_node(name: String, confirm_name: String) -> Result<(), AppEr
             "To delete the node, type its name \"{name}\" in the confirmation field."
         )));
     }
-    nodes::delete(&ctx::state()?.db, &ctx::actor(&me), me.org_id, &name).await?;
+    let state = ctx::state()?;
+    nodes::delete(&state.db, &ctx::actor(&me), me.org_id, &name).await?;
+    state.steering.wake();
     leptos_axum::redirect("/nodes");
     Ok(())
 }
@@ -134,14 +176,10 @@ pub async fn delete_node(name: String, confirm_name: String) -> Result<(), AppEr
 pub async fn save_manual_routing(name: String, prefixes: String) -> Result<(), AppError> {
     let me = operator()?;
     let blocks = validate::cidr_list(&prefixes)?;
-    nodes::set_manual_prefixes(
-        &ctx::state()?.db,
-        &ctx::actor(&me),
-        me.org_id,
-        &name,
-        &blocks,
-    )
-    .await
+    let state = ctx::state()?;
+    nodes::set_manual_prefixes(&state.db, &ctx::actor(&me), me.org_id, &name, &blocks).await?;
+    state.steering.wake();
+    Ok(())
 }
 
 #[server(endpoint = "save_bgp")]
@@ -164,7 +202,10 @@ pub async fn save_bgp(name: String, asn: String, neighbors: String) -> Result<()
 pub async fn set_routing_mode(name: String, mode: String) -> Result<(), AppError> {
     let me = operator()?;
     let mode = mode.parse()?;
-    nodes::set_routing_mode(&ctx::state()?.db, &ctx::actor(&me), me.org_id, &name, mode).await
+    let state = ctx::state()?;
+    nodes::set_routing_mode(&state.db, &ctx::actor(&me), me.org_id, &name, mode).await?;
+    state.steering.wake();
+    Ok(())
 }
 
 /// Issues a registration key for the node (revoking any earlier unused one)

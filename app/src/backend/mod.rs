@@ -3,12 +3,14 @@
 //! functions read.
 
 pub mod accounts;
+pub mod agents;
 pub mod audit;
 pub mod db;
 pub mod nodes;
 pub mod passwords;
 pub mod secrets;
 pub mod sessions;
+pub mod steering;
 pub mod throttle;
 pub mod tokens;
 
@@ -25,6 +27,8 @@ use db::Db;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// The in-memory index that answers "which node serves this address?".
+    pub steering: Arc<steering::Steering>,
     /// Asked for on the first-run setup page, so that whoever reaches a new
     /// portal first over the network cannot claim it. Printed at start-up.
     pub setup_code: Arc<str>,
@@ -47,6 +51,18 @@ pub struct PortalSettings {
     /// commands when the certificate is self-signed (nothing else vouches
     /// for it).
     pub tls_pin: Option<String>,
+    /// How often agents report. A node is offline after three silent
+    /// intervals, and steering stops sending clients to it.
+    pub report_interval_secs: u64,
+    /// How often agents poll for a new configuration.
+    pub config_poll_secs: u64,
+}
+
+impl PortalSettings {
+    /// How long a node may stay silent before it counts as offline.
+    pub fn offline_after_ms(&self) -> i64 {
+        3 * self.report_interval_secs.max(1) as i64 * 1000
+    }
 }
 
 impl Default for PortalSettings {
@@ -56,21 +72,32 @@ impl Default for PortalSettings {
             public_url: None,
             https: false,
             tls_pin: None,
+            report_interval_secs: 30,
+            config_poll_secs: 15,
         }
     }
 }
 
 impl AppState {
     pub fn new(db: Db, setup_code: impl Into<Arc<str>>) -> Self {
+        let settings = Arc::new(PortalSettings::default());
         Self {
+            steering: Arc::new(steering::Steering::new(
+                db.clone(),
+                settings.offline_after_ms(),
+            )),
             db,
             setup_code: setup_code.into(),
-            settings: Arc::new(PortalSettings::default()),
+            settings,
             setup_done: Arc::new(AtomicBool::new(false)),
         }
     }
 
     pub fn with_settings(mut self, settings: PortalSettings) -> Self {
+        self.steering = Arc::new(steering::Steering::new(
+            self.db.clone(),
+            settings.offline_after_ms(),
+        ));
         self.settings = Arc::new(settings);
         self
     }

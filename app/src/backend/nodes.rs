@@ -12,14 +12,10 @@ use super::db::{get_bool, now_ms, Db};
 use super::secrets;
 use crate::error::AppError;
 use crate::model::{
-    ConfigState, Drive, KeyStatus, ManualPrefix, Neighbor, NodeDetail, NodeState, NodeSummary,
-    RoutingMode,
+    AgentHealth, ConfigState, Drive, KeyStatus, LearnedRouteView, LearnedSummary, ManualPrefix,
+    Neighbor, NodeDetail, NodeState, NodeSummary, RoutingMode, TrafficTotals,
 };
 use crate::validate::{DriveSpec, NeighborSpec};
-
-/// How often agents report; a node is offline after three silent intervals.
-pub const REPORT_INTERVAL_MS: i64 = 30_000;
-pub const OFFLINE_AFTER_MS: i64 = 3 * REPORT_INTERVAL_MS;
 
 /// What an operator sets on a node (everything but its name and routing).
 #[derive(Debug, Clone)]
@@ -28,6 +24,8 @@ pub struct NodeSettings {
     pub max_egress_mbps: i64,
     pub enabled: bool,
     pub drives: Vec<DriveSpec>,
+    /// Content hosts added to the built-in allow-list.
+    pub extra_hosts: Vec<String>,
 }
 
 fn not_found(name: &str) -> AppError {
@@ -67,6 +65,15 @@ async fn lock_node(
     Ok(row.try_get("id")?)
 }
 
+/// Tells every portal process that which prefixes lead to which node has
+/// changed, so they rebuild their steering index.
+pub async fn bump_routing_generation(tx: &mut Transaction<'_, Any>) -> Result<(), AppError> {
+    sqlx::query("UPDATE portal_counters SET value = value + 1 WHERE name = 'routing_generation'")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn bump_config(tx: &mut Transaction<'_, Any>, node_id: i64) -> Result<(), AppError> {
     sqlx::query("UPDATE nodes SET config_version = config_version + 1 WHERE id = $1")
         .bind(node_id)
@@ -75,10 +82,17 @@ async fn bump_config(tx: &mut Transaction<'_, Any>, node_id: i64) -> Result<(), 
     Ok(())
 }
 
-const SUMMARY_COLUMNS: &str = "id, name, public_ipv4, max_egress_mbps, enabled, routing_mode, \
+const SUMMARY_COLUMNS: &str =
+    "id, name, public_ipv4, max_egress_mbps, enabled, draining, routing_mode, \
     config_version, agent_version, registered_at, last_seen_at, applied_version, apply_error";
 
-fn summary_from_row(row: &AnyRow, now: i64) -> Result<NodeSummary, AppError> {
+/// A node's row as people see it. `offline_after_ms` is how long a node may
+/// stay silent before it counts as offline (three report intervals).
+fn summary_from_row(
+    row: &AnyRow,
+    now: i64,
+    offline_after_ms: i64,
+) -> Result<NodeSummary, AppError> {
     let enabled = get_bool(row, "enabled")?;
     let registered_at: Option<i64> = row.try_get("registered_at")?;
     let last_seen_at: Option<i64> = row.try_get("last_seen_at")?;
@@ -89,7 +103,7 @@ fn summary_from_row(row: &AnyRow, now: i64) -> Result<NodeSummary, AppError> {
         NodeState::Disabled
     } else if registered_at.is_none() {
         NodeState::NeverConnected
-    } else if last_seen_at.is_some_and(|seen| now - seen <= OFFLINE_AFTER_MS) {
+    } else if last_seen_at.is_some_and(|seen| now - seen <= offline_after_ms) {
         NodeState::Online
     } else {
         NodeState::Offline
@@ -106,6 +120,7 @@ fn summary_from_row(row: &AnyRow, now: i64) -> Result<NodeSummary, AppError> {
         public_ipv4: row.try_get("public_ipv4")?,
         max_egress_mbps: row.try_get("max_egress_mbps")?,
         enabled,
+        draining: get_bool(row, "draining")?,
         routing_mode: row.try_get::<String, _>("routing_mode")?.parse()?,
         state,
         config_state,
@@ -116,7 +131,11 @@ fn summary_from_row(row: &AnyRow, now: i64) -> Result<NodeSummary, AppError> {
     })
 }
 
-pub async fn list(db: &Db, org_id: i64) -> Result<Vec<NodeSummary>, AppError> {
+pub async fn list(
+    db: &Db,
+    org_id: i64,
+    offline_after_ms: i64,
+) -> Result<Vec<NodeSummary>, AppError> {
     let rows = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM nodes WHERE org_id = $1 ORDER BY name_key"
     ))
@@ -124,12 +143,20 @@ pub async fn list(db: &Db, org_id: i64) -> Result<Vec<NodeSummary>, AppError> {
     .fetch_all(&db.pool)
     .await?;
     let now = now_ms();
-    rows.iter().map(|row| summary_from_row(row, now)).collect()
+    rows.iter()
+        .map(|row| summary_from_row(row, now, offline_after_ms))
+        .collect()
 }
 
-pub async fn detail(db: &Db, org_id: i64, name: &str) -> Result<NodeDetail, AppError> {
+pub async fn detail(
+    db: &Db,
+    org_id: i64,
+    name: &str,
+    offline_after_ms: i64,
+) -> Result<NodeDetail, AppError> {
     let row = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS}, bgp_asn, agent_hostname FROM nodes WHERE org_id = $1 AND name_key = $2"
+        "SELECT {SUMMARY_COLUMNS}, bgp_asn, agent_hostname, extra_hosts, data_port, serving, \
+         problems, drive_usage, bgp_sessions FROM nodes WHERE org_id = $1 AND name_key = $2"
     ))
     .bind(org_id)
     .bind(name.to_lowercase())
@@ -137,7 +164,7 @@ pub async fn detail(db: &Db, org_id: i64, name: &str) -> Result<NodeDetail, AppE
     .await?
     .ok_or_else(|| not_found(name))?;
     let node_id: i64 = row.try_get("id")?;
-    let summary = summary_from_row(&row, now_ms())?;
+    let summary = summary_from_row(&row, now_ms(), offline_after_ms)?;
 
     let drives =
         sqlx::query("SELECT path, size_gb FROM node_drives WHERE node_id = $1 ORDER BY position")
@@ -219,7 +246,106 @@ pub async fn detail(db: &Db, org_id: i64, name: &str) -> Result<NodeDetail, AppE
         registered_at_ms: row.try_get("registered_at")?,
         agent_hostname: row.try_get("agent_hostname")?,
         registration_key: key,
+        extra_hosts: row
+            .try_get::<String, _>("extra_hosts")?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        health: AgentHealth {
+            serving: get_bool(&row, "serving")?,
+            data_port: row
+                .try_get::<Option<i64>, _>("data_port")?
+                .and_then(|p| u16::try_from(p).ok()),
+            problems: json_column(&row, "problems")?,
+            drives: json_column(&row, "drive_usage")?,
+            bgp_sessions: json_column(&row, "bgp_sessions")?,
+        },
+        totals: totals(db, node_id).await?,
+        learned: learned_summary(db, node_id).await?,
     })
+}
+
+/// A JSON column the portal itself wrote from a checked report.
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, AppError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| AppError::internal(format!("nodes.{column}: {e}")))
+}
+
+async fn totals(db: &Db, node_id: i64) -> Result<TrafficTotals, AppError> {
+    let row = sqlx::query(
+        "SELECT total_requests, total_hit_bytes, total_miss_bytes, total_origin_bytes, total_errors, \
+         active_connections FROM node_counters WHERE node_id = $1",
+    )
+    .bind(node_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(TrafficTotals::default());
+    };
+    Ok(TrafficTotals {
+        requests: row.try_get("total_requests")?,
+        hit_bytes: row.try_get("total_hit_bytes")?,
+        miss_bytes: row.try_get("total_miss_bytes")?,
+        origin_bytes: row.try_get("total_origin_bytes")?,
+        errors: row.try_get("total_errors")?,
+        active_connections: row.try_get("active_connections")?,
+    })
+}
+
+/// How many prefixes the node learned, and how many distinct addresses they
+/// cover (overlaps and the same prefix from two routers count once).
+async fn learned_summary(db: &Db, node_id: i64) -> Result<LearnedSummary, AppError> {
+    let rows = sqlx::query("SELECT DISTINCT prefix FROM bgp_routes WHERE node_id = $1")
+        .bind(node_id)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut set = prefix_trie::PrefixSet::<Ipv4Net>::new();
+    for row in &rows {
+        if let Ok(net) = row.try_get::<String, _>("prefix")?.parse::<Ipv4Net>() {
+            set.insert(net);
+        }
+    }
+    Ok(LearnedSummary {
+        prefixes: rows.len() as i64,
+        addresses: set.address_count().map_or(1u64 << 32, u64::from),
+    })
+}
+
+/// Every route the node learned, for the JSON download.
+pub async fn learned_routes(
+    db: &Db,
+    org_id: i64,
+    name: &str,
+) -> Result<Vec<LearnedRouteView>, AppError> {
+    let node_id: i64 = sqlx::query("SELECT id FROM nodes WHERE org_id = $1 AND name_key = $2")
+        .bind(org_id)
+        .bind(name.to_lowercase())
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| not_found(name))?
+        .try_get("id")?;
+    let rows = sqlx::query(
+        "SELECT prefix, neighbor, next_hop, as_path, learned_at FROM bgp_routes WHERE node_id = $1 \
+         ORDER BY first_addr, last_addr DESC, neighbor",
+    )
+    .bind(node_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LearnedRouteView {
+                prefix: r.try_get("prefix")?,
+                neighbor: r.try_get("neighbor")?,
+                next_hop: r.try_get("next_hop")?,
+                as_path: r
+                    .try_get::<String, _>("as_path")?
+                    .split_whitespace()
+                    .filter_map(|a| a.parse().ok())
+                    .collect(),
+                learned_at_ms: r.try_get("learned_at")?,
+            })
+        })
+        .collect()
 }
 
 async fn replace_drives(
@@ -245,12 +371,28 @@ async fn replace_drives(
     Ok(())
 }
 
-fn describe_drives(drives: &[DriveSpec]) -> String {
-    drives
+fn describe_settings(settings: &NodeSettings) -> String {
+    let drives = settings
+        .drives
         .iter()
         .map(|d| format!("{} ({} GB)", d.path, d.size_gb))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    let hosts = if settings.extra_hosts.is_empty() {
+        String::new()
+    } else {
+        format!(", added content hosts {}", settings.extra_hosts.join(", "))
+    };
+    format!(
+        "{}, {} Mbps, {}, drives {drives}{hosts}",
+        settings.public_ipv4,
+        settings.max_egress_mbps,
+        if settings.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
+    )
 }
 
 pub async fn create(
@@ -263,8 +405,8 @@ pub async fn create(
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO nodes (org_id, name, name_key, public_ipv4, max_egress_mbps, enabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        "INSERT INTO nodes (org_id, name, name_key, public_ipv4, max_egress_mbps, enabled, extra_hosts, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
     )
     .bind(org_id)
     .bind(name)
@@ -272,6 +414,7 @@ pub async fn create(
     .bind(settings.public_ipv4.to_string())
     .bind(settings.max_egress_mbps)
     .bind(settings.enabled as i64)
+    .bind(settings.extra_hosts.join("\n"))
     .bind(now)
     .fetch_one(&mut *tx)
     .await;
@@ -290,17 +433,7 @@ pub async fn create(
         org_id,
         actor,
         "node.create",
-        &format!(
-            "created node {name}: {}, {} Mbps, {}, drives {}",
-            settings.public_ipv4,
-            settings.max_egress_mbps,
-            if settings.enabled {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            describe_drives(&settings.drives)
-        ),
+        &format!("created node {name}: {}", describe_settings(settings)),
     )
     .await?;
     tx.commit().await?;
@@ -317,11 +450,12 @@ pub async fn update(
     let mut tx = db.pool.begin().await?;
     let node_id = lock_node(&mut tx, org_id, name).await?;
     sqlx::query(
-        "UPDATE nodes SET public_ipv4 = $1, max_egress_mbps = $2, enabled = $3 WHERE id = $4",
+        "UPDATE nodes SET public_ipv4 = $1, max_egress_mbps = $2, enabled = $3, extra_hosts = $4 WHERE id = $5",
     )
     .bind(settings.public_ipv4.to_string())
     .bind(settings.max_egress_mbps)
     .bind(settings.enabled as i64)
+    .bind(settings.extra_hosts.join("\n"))
     .bind(node_id)
     .execute(&mut *tx)
     .await?;
@@ -332,17 +466,7 @@ pub async fn update(
         org_id,
         actor,
         "node.update",
-        &format!(
-            "changed node {name}: {}, {} Mbps, {}, drives {}",
-            settings.public_ipv4,
-            settings.max_egress_mbps,
-            if settings.enabled {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            describe_drives(&settings.drives)
-        ),
+        &format!("changed node {name}: {}", describe_settings(settings)),
     )
     .await?;
     tx.commit().await?;
@@ -382,6 +506,40 @@ pub async fn set_enabled(
     Ok(())
 }
 
+/// Draining takes a node out of steering for new clients while it keeps
+/// serving those it has: for maintenance without cutting downloads short.
+/// Nothing changes for the agent, so its configuration stays as it is.
+pub async fn set_draining(
+    db: &Db,
+    actor: &Actor,
+    org_id: i64,
+    name: &str,
+    draining: bool,
+) -> Result<(), AppError> {
+    let mut tx = db.pool.begin().await?;
+    let node_id = lock_node(&mut tx, org_id, name).await?;
+    sqlx::query("UPDATE nodes SET draining = $1 WHERE id = $2")
+        .bind(draining as i64)
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await?;
+    let (action, verb) = if draining {
+        ("node.drain", "started draining")
+    } else {
+        ("node.undrain", "stopped draining")
+    };
+    audit::record(
+        &mut *tx,
+        org_id,
+        actor,
+        action,
+        &format!("{verb} node {name}"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn delete(db: &Db, actor: &Actor, org_id: i64, name: &str) -> Result<(), AppError> {
     let mut tx = db.pool.begin().await?;
     let node_id = lock_node(&mut tx, org_id, name).await?;
@@ -391,6 +549,8 @@ pub async fn delete(db: &Db, actor: &Actor, org_id: i64, name: &str) -> Result<(
         "node_drives",
         "node_prefixes",
         "bgp_neighbors",
+        "bgp_routes",
+        "node_counters",
         "registration_keys",
     ] {
         sqlx::query(&format!("DELETE FROM {table} WHERE node_id = $1"))
@@ -402,6 +562,7 @@ pub async fn delete(db: &Db, actor: &Actor, org_id: i64, name: &str) -> Result<(
         .bind(node_id)
         .execute(&mut *tx)
         .await?;
+    bump_routing_generation(&mut tx).await?;
     audit::record(
         &mut *tx,
         org_id,
@@ -501,6 +662,7 @@ pub async fn set_manual_prefixes(
         ),
     )
     .await?;
+    bump_routing_generation(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -580,7 +742,20 @@ pub async fn set_routing_mode(
         .bind(node_id)
         .execute(&mut *tx)
         .await?;
+    if mode == RoutingMode::Manual {
+        // Routes learned in an earlier BGP spell must not come back when the
+        // node returns to BGP: the agent then sends its table afresh.
+        sqlx::query("DELETE FROM bgp_routes WHERE node_id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE nodes SET routes_version = NULL WHERE id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     bump_config(&mut tx, node_id).await?;
+    bump_routing_generation(&mut tx).await?;
     audit::record(
         &mut *tx,
         org_id,

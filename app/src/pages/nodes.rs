@@ -91,10 +91,30 @@ const DRIVES_HINT: &str =
 
 #[component]
 pub fn NewNodePage() -> impl IntoView {
-    let create = ServerAction::<CreateNode>::new();
+    let me_resource = use_me();
     view! {
         <Title text="Add a node"/>
         <h1>"Add a node"</h1>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                with_me(me_resource.await, |me| {
+                    // Like every other page, no form for what the role
+                    // cannot do (the server refuses it anyway).
+                    if me.role.can_operate() {
+                        view! { <NewNodeForm/> }.into_any()
+                    } else {
+                        view! { <p class="hint">"Only operators and administrators can add nodes."</p> }.into_any()
+                    }
+                })
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn NewNodeForm() -> impl IntoView {
+    let create = ServerAction::<CreateNode>::new();
+    view! {
         <ActionForm action=create attr:class="stack" attr:id="new-node">
             <label>"Name (letters and digits; fixed once created)"
                 <input name="name" required maxlength="63" pattern="[A-Za-z0-9]+" autocomplete="off"/>
@@ -375,7 +395,9 @@ fn IssuedKeyView(issued: IssuedKey) -> impl IntoView {
                 "Run this on the server, as a user who may use sudo. The key in it works once and expires "
                 {format_time(issued.expires_at_ms)} ". It is shown only now."
             </p>
-            <pre class="command" id="install-command">{issued.install_command.clone()}</pre>
+            // A read-only field rather than plain text: without JavaScript
+            // (no copy button) a click and Ctrl+A select exactly the command.
+            <textarea class="command" id="install-command" aria-label="Install command" readonly rows="4">{issued.install_command.clone()}</textarea>
             <Show when=move || hydrated.get()>
                 <button type="button" class="copy" on:click=copy.clone()>
                     {move || if copied.get() { "Copied" } else { "Copy command" }}
@@ -410,6 +432,19 @@ fn NodeProvisioning(
             ),
         },
     };
+    // The portal also keeps a fresh key in the session, for the page a form
+    // posted without JavaScript is redirected to. The hydrated page shows
+    // the key in place, so it takes that copy at once: otherwise the key
+    // would show again at the next visit, though "shown only now".
+    let node_name = name.clone();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = issue.value().get() {
+            let node_name = node_name.clone();
+            leptos::task::spawn_local(async move {
+                let _ = take_issued_key(node_name).await;
+            });
+        }
+    });
     let fresh = move || {
         issue
             .value()
