@@ -412,7 +412,8 @@ pub enum SteerVerdict {
     /// No report within three report intervals.
     Offline,
     NeverConnected,
-    /// Reports, but says it cannot serve (no writable drive, say).
+    /// Its agent has not reported that it can serve (no report yet, no
+    /// writable drive, disabled in its configuration).
     NotServing,
     /// None of its prefixes contains the address.
     NoMatchingPrefix,
@@ -428,7 +429,7 @@ impl SteerVerdict {
             SteerVerdict::Draining => "not chosen: draining",
             SteerVerdict::Offline => "not chosen: offline (no recent report)",
             SteerVerdict::NeverConnected => "not chosen: its agent never connected",
-            SteerVerdict::NotServing => "not chosen: its agent reports it cannot serve",
+            SteerVerdict::NotServing => "not chosen: its agent has not reported that it can serve",
             SteerVerdict::NoMatchingPrefix => "does not serve this address",
         }
     }

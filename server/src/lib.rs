@@ -85,6 +85,7 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
             lastmile_wire::AGENT_DOWNLOAD_PATH,
             get_service(ServeFile::new(&options.agent_binary)),
         )
+        .route(lastmile_wire::INSTALL_SCRIPT_PATH, get(install_script))
         .merge(pages)
         .layer(from_fn_with_state(state.clone(), web::page_guard))
         .layer(from_fn(web::server_fn_responses))
@@ -106,6 +107,18 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
     // Steering skips the session and page layers: subscribers' devices
     // have no session, and it must answer tens of thousands a second.
     steering.merge(portal)
+}
+
+/// The script the install command pipes into `sh`: it downloads the agent
+/// from this portal, registers it and sets up its service.
+async fn install_script() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/install.sh"),
+    )
 }
 
 /// 200 when the portal can reach its database, 503 when it cannot: for load

@@ -129,7 +129,10 @@ pub async fn page_guard(State(state): State<AppState>, mut req: Request, next: N
         && !path.starts_with("/api/")
         && !path.starts_with("/pkg/")
         && path != "/healthz"
-        && path != "/favicon.ico";
+        && path != "/favicon.ico"
+        // Fetched by the install command on a server, without a session.
+        && path != lastmile_wire::INSTALL_SCRIPT_PATH
+        && !path.starts_with("/downloads/");
     if !is_page {
         return next.run(req).await;
     }

@@ -376,7 +376,7 @@ async fn registration_keys_work_once_and_expire(backend: Backend) {
     let portal = TestPortal::start_with(
         &test_db,
         PortalOptions {
-            tls: true,
+            tls: Tls::SelfSigned,
             ..Default::default()
         },
     )

@@ -99,18 +99,61 @@ impl Drop for TestDb {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP.
+    None,
+    /// A self-signed certificate, trusted by its key pin.
+    SelfSigned,
+    /// A certificate signed by a throw-away CA (`TestPortal::ca_file`).
+    TestCa,
+}
+
 pub struct PortalOptions {
-    pub tls: bool,
+    pub tls: Tls,
     pub trust_forwarded_for: bool,
+    /// Seconds between agent reports; nodes are offline after three.
+    pub report_interval_secs: u64,
+    pub config_poll_secs: u64,
 }
 
 impl Default for PortalOptions {
     fn default() -> Self {
         Self {
-            tls: false,
+            tls: Tls::None,
             trust_forwarded_for: true,
+            report_interval_secs: 30,
+            config_poll_secs: 15,
         }
     }
+}
+
+/// A CA and a certificate it signed for localhost and 127.0.0.1, as PEM
+/// files in `dir`: `(ca, cert, key)`.
+pub fn make_test_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Lastmile test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
 }
 
 /// The agent binary the portal serves: built beside the test binaries.
@@ -132,6 +175,11 @@ pub fn agent_binary() -> std::path::PathBuf {
 pub struct TestPortal {
     pub base: String,
     pub db: Db,
+    /// The key pin of a self-signed portal.
+    pub tls_pin: Option<String>,
+    /// The CA that signed the portal's certificate, with `Tls::TestCa`.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     _tls_dir: Option<tempfile::TempDir>,
 }
@@ -145,33 +193,43 @@ impl TestPortal {
         let db = test_db.open().await;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (tls, tls_dir, tls_pin, scheme) = if options.tls {
-            let dir = tempfile::tempdir().unwrap();
-            let (cert, key) = server::tls::ensure_self_signed(
-                dir.path(),
-                &["localhost".into(), "127.0.0.1".into()],
-            )
-            .unwrap();
-            let pin = server::tls::spki_pin(&std::fs::read_to_string(&key).unwrap()).unwrap();
-            (
-                Some(server::tls::rustls_config(&cert, &key).await.unwrap()),
-                Some(dir),
-                Some(pin),
-                "https",
-            )
-        } else {
-            (None, None, None, "http")
+        let tls_dir = (options.tls != Tls::None).then(|| tempfile::tempdir().unwrap());
+        let (cert, key, ca_file) = match options.tls {
+            Tls::None => (None, None, None),
+            Tls::SelfSigned => {
+                let (cert, key) = server::tls::ensure_self_signed(
+                    tls_dir.as_ref().unwrap().path(),
+                    &["localhost".into(), "127.0.0.1".into()],
+                )
+                .unwrap();
+                (Some(cert), Some(key), None)
+            }
+            Tls::TestCa => {
+                let (ca, cert, key) = make_test_ca(tls_dir.as_ref().unwrap().path());
+                (Some(cert), Some(key), Some(ca))
+            }
         };
+        let tls_pin = (options.tls == Tls::SelfSigned).then(|| {
+            server::tls::spki_pin(&std::fs::read_to_string(key.as_ref().unwrap()).unwrap()).unwrap()
+        });
+        let tls = match (&cert, &key) {
+            (Some(cert), Some(key)) => Some(server::tls::rustls_config(cert, key).await.unwrap()),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let https = tls.is_some();
         let state = AppState::new(db.clone(), SETUP_CODE).with_settings(PortalSettings {
-            https: options.tls,
-            tls_pin,
+            https,
+            tls_pin: tls_pin.clone(),
+            report_interval_secs: options.report_interval_secs,
+            config_poll_secs: options.config_poll_secs,
             ..PortalSettings::default()
         });
         let app = router(
-            state,
+            state.clone(),
             RouterOptions {
                 site_root: "target/site".into(),
-                secure_cookies: options.tls,
+                secure_cookies: https,
                 session_idle: Duration::from_secs(3600),
                 web: WebConfig {
                     trust_forwarded_for: options.trust_forwarded_for,
@@ -186,6 +244,9 @@ impl TestPortal {
         TestPortal {
             base: format!("{scheme}://127.0.0.1:{port}"),
             db,
+            tls_pin,
+            ca_file,
+            state,
             stop: Some(stop),
             _tls_dir: tls_dir,
         }
