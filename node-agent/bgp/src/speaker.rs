@@ -46,6 +46,15 @@ struct ListenerTask {
     task: JoinHandle<()>,
 }
 
+impl ListenerTask {
+    /// Stops accepting and waits until the socket is closed, so its
+    /// address can be bound again.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
 struct NeighborTask {
     config: NeighborConfig,
     commands: mpsc::Sender<NeighborCommand>,
@@ -109,7 +118,7 @@ impl Speaker {
             return Ok(());
         }
         if config.listen != runtime.config.listen {
-            runtime.rebind(config.listen)?;
+            runtime.rebind(config.listen).await?;
         }
         let restart_all = local_params(&config) != local_params(&runtime.config);
         let wanted: HashMap<Ipv4Addr, &NeighborConfig> =
@@ -179,7 +188,7 @@ impl Speaker {
     pub async fn shutdown(self) {
         let mut runtime = self.runtime.lock().await;
         if let Some(listener) = runtime.listener.take() {
-            listener.task.abort();
+            listener.stop().await;
         }
         let addresses: Vec<Ipv4Addr> = runtime.neighbors.keys().copied().collect();
         let stopping: Vec<JoinHandle<()>> = addresses
@@ -243,17 +252,17 @@ impl Runtime {
         Some(neighbor.task)
     }
 
-    fn rebind(&mut self, listen: Option<SocketAddr>) -> io::Result<()> {
+    async fn rebind(&mut self, listen: Option<SocketAddr>) -> io::Result<()> {
         let Some(address) = listen else {
             if let Some(old) = self.listener.take() {
-                old.task.abort();
+                old.stop().await;
             }
             return Ok(());
         };
         match start_listener(address, Arc::clone(&self.routing)) {
             Ok(listener) => {
                 if let Some(old) = self.listener.replace(listener) {
-                    old.task.abort();
+                    old.stop().await;
                 }
                 Ok(())
             }
@@ -261,10 +270,11 @@ impl Runtime {
                 // The old socket may be the one in the way (same port,
                 // wider or narrower address): release it, then retry, and
                 // put it back if the new one still cannot be had.
-                let old = self.listener.take().map(|old| {
-                    old.task.abort();
-                    old.configured
-                });
+                let mut old = None;
+                if let Some(listener) = self.listener.take() {
+                    old = Some(listener.configured);
+                    listener.stop().await;
+                }
                 match start_listener(address, Arc::clone(&self.routing)) {
                     Ok(listener) => {
                         self.listener = Some(listener);

@@ -289,6 +289,20 @@ impl Bird {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Polls BIRD's log until it mentions `text` (for events the protocol
+    /// status no longer shows once the session is back up).
+    pub fn wait_log_says(&self, text: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "bird's log never said {text:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Graceful stop (BIRD closes its sessions with a Cease).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
