@@ -56,6 +56,8 @@ async fn last_error_contains(speaker: &Speaker, lab: &Lab, text: &str) {
     .await;
 }
 
+type HeaderCase = (Vec<u8>, (u8, u8), &'static [u8]);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_errors_are_answered_with_their_notifications() {
     let lab = Lab::new();
@@ -69,7 +71,8 @@ async fn header_errors_are_answered_with_their_notifications() {
     let mut bad_type = keepalive();
     bad_type[18] = 9;
     let long_keepalive = message(4, &[0]);
-    let cases: Vec<(Vec<u8>, (u8, u8), &[u8])> = vec![
+    // (message, expected code/subcode, expected data)
+    let cases: Vec<HeaderCase> = vec![
         (bad_marker, (1, 1), &[]),
         (too_short, (1, 2), &[0, 18]),
         (too_long, (1, 2), &[0x10, 0x17]),

@@ -7,6 +7,7 @@
 //! returns either a decoded message or the NOTIFICATION the RFCs ask for.
 
 pub mod notification;
+pub mod samples;
 mod update;
 
 use std::io;
