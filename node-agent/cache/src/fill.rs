@@ -1,0 +1,546 @@
+//! Fetching one slice from the origin into a temporary file that every
+//! client wanting the slice reads while it grows.
+//!
+//! A fill runs as its own task, so a client that goes away does not stop the
+//! fetch others are waiting for, and a slow client does not slow it down.
+//! Progress (the object's version once the origin answered, bytes written,
+//! the outcome) is published on a `watch` channel; waiters send the bytes
+//! written so far straight from the temporary file (sendfile), so they get
+//! bytes as they arrive and nothing is buffered per client.
+//!
+//! A fill that fails or stalls is taken over: the waiter that notices
+//! (its own wait timed out, or the fill reported a transport failure) starts
+//! a new fill of the slice, which the other waiters join; each waiter resumes
+//! from the byte it had reached.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    LAST_MODIFIED, LOCATION, RETRY_AFTER,
+};
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::cache::{Cache, SliceId};
+use crate::key::ObjectTarget;
+use crate::origin::{OriginError, OriginResponse};
+use crate::store::{
+    DriveShared, Identity, SliceHeader, Version, MAX_VALIDATOR_BYTES, SLICE_HEADER_BYTES,
+};
+
+/// Error bodies from the origin are passed on up to this size.
+const MAX_PASSED_BODY: usize = 64 * 1024;
+
+/// An origin answer that is not content: passed to the client as it came
+/// (status, a few headers, body up to 64 KiB), never stored.
+#[derive(Debug)]
+pub(crate) struct PassedResponse {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum FillFailure {
+    /// Could not reach the origin or it broke off: worth another try.
+    Origin(OriginError),
+    /// A waiter saw no progress for too long and abandoned the fill.
+    Abandoned,
+    /// The origin answered with an error (or something that is not content).
+    Passed(Arc<PassedResponse>),
+    /// The slice starts past the end of the object, which has `len` bytes.
+    Unsatisfiable { len: u64 },
+    /// The drive could not take the slice.
+    Storage(String),
+    /// The origin answered in a way the cache cannot use.
+    Unusable(String),
+}
+
+impl FillFailure {
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self, FillFailure::Origin(_) | FillFailure::Abandoned)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Phase {
+    /// Waiting for a fill slot (`max_concurrent_fills`).
+    Queued,
+    Fetching,
+    Done,
+    Failed(FillFailure),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub phase: Phase,
+    /// Known once the origin answered.
+    pub version: Option<Arc<Version>>,
+    /// Data bytes of this slice in that version.
+    pub data_len: u64,
+    /// Data bytes written to the file so far (readable by waiters).
+    pub written: u64,
+}
+
+pub(crate) struct Fill {
+    pub id: SliceId,
+    pub target: Arc<ObjectTarget>,
+    pub slice_size: u64,
+    pub drive: Arc<DriveShared>,
+    /// Quota bytes held for this fill until it is published or dropped.
+    pub reservation: u64,
+    pub tmp_path: PathBuf,
+    file: OnceLock<File>,
+    pub progress: watch::Sender<Progress>,
+    /// Deletion of the slices evicted to make room, which must finish first.
+    evictions: Mutex<Option<JoinHandle<()>>>,
+    task: Mutex<Option<AbortHandle>>,
+    settled: AtomicBool,
+    pub(crate) published: AtomicBool,
+}
+
+/// What a finished fetch hands to [`Cache::complete_fill`].
+pub(crate) struct Fetched {
+    pub version: Arc<Version>,
+    pub observed_at_ns: u64,
+    pub storable: bool,
+    pub file_len: u64,
+    /// From the origin's Cache-Control, when it said.
+    pub fresh_for: Option<Duration>,
+}
+
+impl Fill {
+    pub(crate) fn new(
+        id: SliceId,
+        target: Arc<ObjectTarget>,
+        slice_size: u64,
+        drive: Arc<DriveShared>,
+        reservation: u64,
+        tmp_path: PathBuf,
+        evictions: Option<JoinHandle<()>>,
+    ) -> Fill {
+        let (progress, _) = watch::channel(Progress {
+            phase: Phase::Queued,
+            version: None,
+            data_len: 0,
+            written: 0,
+        });
+        Fill {
+            id,
+            target,
+            slice_size,
+            drive,
+            reservation,
+            tmp_path,
+            file: OnceLock::new(),
+            progress,
+            evictions: Mutex::new(evictions),
+            task: Mutex::new(None),
+            settled: AtomicBool::new(false),
+            published: AtomicBool::new(false),
+        }
+    }
+
+    /// The temporary file, once the origin has answered.
+    pub(crate) fn file(&self) -> Option<&File> {
+        self.file.get()
+    }
+
+    pub(crate) fn set_task(&self, handle: AbortHandle) {
+        *self.task.lock().expect("fill task lock") = Some(handle);
+    }
+
+    pub(crate) fn abort_task(&self) {
+        if let Some(handle) = self.task.lock().expect("fill task lock").take() {
+            handle.abort();
+        }
+    }
+
+    /// Only the first of completion and failure takes effect.
+    pub(crate) fn settle(&self) -> bool {
+        !self.settled.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        matches!(self.progress.borrow().phase, Phase::Failed(_))
+    }
+
+    fn slice_start(&self) -> u64 {
+        self.id.index * self.slice_size
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if !self.published.load(Ordering::Acquire) {
+            if self.file.get().is_some() {
+                let _ = std::fs::remove_file(&self.tmp_path);
+            }
+            self.drive
+                .reserved
+                .fetch_sub(self.reservation, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The body of a fill task.
+pub(crate) async fn run_fill(cache: Arc<Cache>, fill: Arc<Fill>) {
+    let permit = cache.fill_permit().await;
+    fill.progress.send_modify(|p| {
+        if matches!(p.phase, Phase::Queued) {
+            p.phase = Phase::Fetching;
+        }
+    });
+    let result = fetch_slice(&cache, &fill).await;
+    drop(permit);
+    match result {
+        Ok(fetched) => cache.complete_fill(&fill, fetched),
+        Err(failure) => {
+            if let FillFailure::Storage(reason) = &failure {
+                cache.drive_failed(&fill.drive, reason);
+            }
+            cache.fail_fill(&fill, failure);
+        }
+    }
+}
+
+async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, FillFailure> {
+    let evictions = fill.evictions.lock().expect("evictions lock").take();
+    if let Some(evictions) = evictions {
+        let _ = evictions.await;
+    }
+    let config = cache.active();
+    let start = fill.slice_start();
+    // Always the whole slice: the origin clamps the end to the object's
+    // length, and the answer tells us that length.
+    let last = start + fill.slice_size - 1;
+    let response = cache
+        .origin_get(&fill.target, Some((start, last)))
+        .await
+        .map_err(FillFailure::Origin)?;
+    let observed_at_ns = now_ns();
+    let (answer, mut response) = interpret(response, start, fill.slice_size).await?;
+    let version = Arc::new(answer.version);
+    if start >= version.len() {
+        return Err(FillFailure::Unsatisfiable { len: version.len() });
+    }
+    let data_len = version.slice_len(fill.id.index);
+    if let Some(last_sent) = answer.last_byte {
+        if last_sent != start + data_len - 1 {
+            return Err(FillFailure::Unusable(format!(
+                "asked for bytes {start}-{last}, got {start}-{last_sent} of {}",
+                version.len()
+            )));
+        }
+    }
+    cache.observe(&fill.target, &version, observed_at_ns, answer.freshness);
+
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&fill.tmp_path)
+        .map_err(|e| FillFailure::Storage(format!("cannot create a temporary file: {e}")))?;
+    let file = fill.file.get_or_init(|| file);
+    fill.progress.send_modify(|p| {
+        p.version = Some(version.clone());
+        p.data_len = data_len;
+    });
+
+    let stall = config.origin.stall_timeout;
+    let mut skip = answer.skip;
+    let mut written = 0u64;
+    let mut crc = crc32fast::Hasher::new();
+    while written < data_len {
+        let Some(chunk) = response.chunk(stall).await.map_err(FillFailure::Origin)? else {
+            return Err(FillFailure::Origin(OriginError::Protocol {
+                host: fill.target.host.clone(),
+                reason: format!("body ended after {written} of {data_len} bytes"),
+            }));
+        };
+        cache.count_origin_bytes(chunk.len() as u64);
+        let mut data = &chunk[..];
+        let skipped = (skip.min(data.len() as u64)) as usize;
+        skip -= skipped as u64;
+        data = &data[skipped..];
+        let take = data.len().min((data_len - written) as usize);
+        if take == 0 {
+            continue;
+        }
+        let data = &data[..take];
+        file.write_all_at(data, SLICE_HEADER_BYTES + written)
+            .map_err(|e| FillFailure::Storage(format!("cannot write a slice: {e}")))?;
+        crc.update(data);
+        written += take as u64;
+        fill.progress.send_modify(|p| p.written = written);
+    }
+    if answer.skip == 0 {
+        // A 206 of exactly the slice: reading its (empty) end hands the
+        // connection back to the pool. A 200 is cut off by dropping it.
+        let _ = response.chunk(stall).await;
+    }
+    let header = SliceHeader {
+        key: fill.id.key,
+        index: fill.id.index,
+        identity: version.identity.clone(),
+        slice_size: version.slice_size,
+        content_type: version.content_type.clone(),
+        data_len,
+        data_crc: crc.finalize(),
+        observed_at_ns,
+        key_text: fill.target.key.clone(),
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| FillFailure::Storage(format!("cannot write a slice: {e}")))?;
+    Ok(Fetched {
+        version,
+        observed_at_ns,
+        storable: answer.storable,
+        file_len: SLICE_HEADER_BYTES + data_len,
+        fresh_for: answer.freshness,
+    })
+}
+
+/// What an origin's answer to a range request says about the object.
+pub(crate) struct Answer {
+    pub version: Version,
+    pub freshness: Option<Duration>,
+    /// False for `Cache-Control: no-store` / `private`, and for objects
+    /// without a validator.
+    pub storable: bool,
+    /// Bytes to discard before the asked range (an origin that ignored
+    /// Range and sent the whole object).
+    pub skip: u64,
+    /// Last byte of the answer when it was a 206.
+    pub last_byte: Option<u64>,
+}
+
+/// Reads the status and headers of an answer to `Range: bytes=start-...`.
+/// Non-content answers become [`FillFailure::Passed`] (with their body read,
+/// up to a limit) or [`FillFailure::Unsatisfiable`].
+pub(crate) async fn interpret(
+    mut response: OriginResponse,
+    start: u64,
+    slice_size: u64,
+) -> Result<(Answer, OriginResponse), FillFailure> {
+    let (len, skip, last_byte) = match response.status {
+        206 => match response.header(CONTENT_RANGE).and_then(parse_content_range) {
+            Some(ContentRange::Bytes {
+                first,
+                last,
+                total: Some(total),
+            }) if first == start && last < total => (total, 0, Some(last)),
+            _ => {
+                return Err(FillFailure::Unusable(format!(
+                    "206 with Content-Range {:?} for a range starting at {start}",
+                    response.header(CONTENT_RANGE)
+                )))
+            }
+        },
+        200 => match response
+            .header(CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(len) => (len, start, None),
+            None => {
+                return Err(FillFailure::Unusable(
+                    "200 without Content-Length: the object's length is unknown".into(),
+                ))
+            }
+        },
+        416 => {
+            if let Some(ContentRange::Unsatisfied { total }) =
+                response.header(CONTENT_RANGE).and_then(parse_content_range)
+            {
+                return Err(FillFailure::Unsatisfiable { len: total });
+            }
+            return Err(FillFailure::Passed(Arc::new(capture(&mut response).await)));
+        }
+        _ => return Err(FillFailure::Passed(Arc::new(capture(&mut response).await))),
+    };
+    let text = |name| {
+        response
+            .header(name)
+            .filter(|v| v.len() <= MAX_VALIDATOR_BYTES)
+            .map(str::to_string)
+    };
+    let identity = Identity {
+        len,
+        etag: text(ETAG),
+        last_modified: text(LAST_MODIFIED),
+    };
+    let cache_control = CacheControl::parse(response.header(CACHE_CONTROL).unwrap_or(""));
+    let answer = Answer {
+        storable: identity.has_validator() && !cache_control.no_store,
+        version: Version {
+            identity,
+            slice_size,
+            content_type: text(CONTENT_TYPE),
+        },
+        freshness: cache_control.freshness,
+        skip,
+        last_byte,
+    };
+    Ok((answer, response))
+}
+
+async fn capture(response: &mut OriginResponse) -> PassedResponse {
+    let mut headers = Vec::new();
+    for name in [CONTENT_TYPE, LOCATION, RETRY_AFTER, CACHE_CONTROL] {
+        if let Some(value) = response.headers.get(&name) {
+            headers.push((name, value.clone()));
+        }
+    }
+    let mut body = BytesMut::new();
+    while body.len() < MAX_PASSED_BODY {
+        match response.chunk(Duration::from_secs(5)).await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(MAX_PASSED_BODY - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            _ => break,
+        }
+    }
+    PassedResponse {
+        status: response.status,
+        headers,
+        body: body.freeze(),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ContentRange {
+    Bytes {
+        first: u64,
+        last: u64,
+        total: Option<u64>,
+    },
+    Unsatisfied {
+        total: u64,
+    },
+}
+
+pub(crate) fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let total = total.trim();
+    if range.trim() == "*" {
+        return Some(ContentRange::Unsatisfied {
+            total: total.parse().ok()?,
+        });
+    }
+    let (first, last) = range.trim().split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    if last < first {
+        return None;
+    }
+    let total = if total == "*" {
+        None
+    } else {
+        Some(total.parse().ok()?)
+    };
+    Some(ContentRange::Bytes { first, last, total })
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CacheControl {
+    no_store: bool,
+    freshness: Option<Duration>,
+}
+
+impl CacheControl {
+    fn parse(value: &str) -> CacheControl {
+        let mut result = CacheControl::default();
+        let mut max_age = None;
+        let mut shared_max_age = None;
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            let (name, argument) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            let seconds = || argument.and_then(|a| a.parse::<u64>().ok());
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+                result.no_store = true;
+            } else if name.eq_ignore_ascii_case("no-cache") {
+                max_age = Some(0);
+            } else if name.eq_ignore_ascii_case("max-age") {
+                max_age = max_age.or(seconds());
+            } else if name.eq_ignore_ascii_case("s-maxage") {
+                shared_max_age = seconds();
+            }
+        }
+        result.freshness = shared_max_age.or(max_age).map(Duration::from_secs);
+        result
+    }
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 0-9/100"),
+            Some(ContentRange::Bytes {
+                first: 0,
+                last: 9,
+                total: Some(100)
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes 5-9/*"),
+            Some(ContentRange::Bytes {
+                first: 5,
+                last: 9,
+                total: None
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes */100"),
+            Some(ContentRange::Unsatisfied { total: 100 })
+        );
+        assert_eq!(parse_content_range("bytes 9-5/100"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+
+    #[test]
+    fn cache_control() {
+        assert_eq!(
+            CacheControl::parse("public, max-age=60"),
+            CacheControl {
+                no_store: false,
+                freshness: Some(Duration::from_secs(60))
+            }
+        );
+        assert_eq!(
+            CacheControl::parse("max-age=60, s-maxage=\"600\""),
+            CacheControl {
+                no_store: false,
+                freshness: Some(Duration::from_secs(600))
+            }
+        );
+        assert!(CacheControl::parse("Private").no_store);
+        assert_eq!(
+            CacheControl::parse("no-cache").freshness,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(CacheControl::parse("").freshness, None);
+    }
+}
