@@ -86,6 +86,10 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
             get_service(ServeFile::new(&options.agent_binary)),
         )
         .route(lastmile_wire::INSTALL_SCRIPT_PATH, get(install_script))
+        .route(
+            "/nodes/{name}/learned-routes.json",
+            get(learned_routes_download).with_state(state.clone()),
+        )
         .merge(pages)
         .layer(from_fn_with_state(state.clone(), web::page_guard))
         .layer(from_fn(web::server_fn_responses))
@@ -119,6 +123,30 @@ async fn install_script() -> impl axum::response::IntoResponse {
         ],
         include_str!("assets/install.sh"),
     )
+}
+
+/// The JSON download of a node's BGP-learned routes, for the signed-in
+/// person's own organization (the page guard has already sent anyone
+/// signed out to the sign-in page).
+async fn learned_routes_download(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
+) -> Result<axum::response::Response, api_v1::ApiFailure> {
+    use axum::response::IntoResponse;
+    let me = current.0.ok_or(app::error::AppError::Unauthenticated)?;
+    app::backend::authorize(&me, |_| true, "see nodes")?;
+    let routes = app::backend::nodes::learned_routes(&state.db, me.org_id, &name).await?;
+    let disposition = format!("attachment; filename=\"{name}-learned-routes.json\"");
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition)
+                .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+        )],
+        axum::Json(routes),
+    )
+        .into_response())
 }
 
 /// 200 when the portal can reach its database, 503 when it cannot: for load

@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_location, use_query_map};
 use leptos_router::{path, SsrMode};
 
 mod nodes;
+mod steering;
 mod tokens;
 
 use crate::api::*;
@@ -51,6 +52,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/nodes") view=nodes::NodesPage ssr=SsrMode::Async/>
                     <Route path=path!("/nodes/new") view=nodes::NewNodePage ssr=SsrMode::Async/>
                     <Route path=path!("/nodes/:name") view=nodes::NodePage ssr=SsrMode::Async/>
+                    <Route path=path!("/steering") view=steering::SteeringPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>
@@ -218,7 +220,7 @@ fn Layout() -> impl IntoView {
                                 <a class="brand" href="/">"Lastmile"</a>
                                 <span class="org">{me.org_name.clone()}</span>
                                 <nav>
-                                    {ready.then(|| view! { <A href="/">"Overview"</A> <A href="/nodes">"Nodes"</A> <A href="/people">"People"</A> })}
+                                    {ready.then(|| view! { <A href="/">"Overview"</A> <A href="/nodes">"Nodes"</A> <A href="/steering">"Steering"</A> <A href="/people">"People"</A> })}
                                     {(ready && admin).then(|| view! { <A href="/audit">"Audit log"</A> })}
                                     {ready.then(|| view! { <A href="/account/tokens">"API tokens"</A> })}
                                     <A href="/account/password">"Password"</A>
@@ -435,6 +437,22 @@ fn PersonRow(
     }
 }
 
+/// Bytes in B, KB, MB, GB or TB (powers of 1000, as traffic is counted).
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Renders Unix milliseconds as UTC; the same on the server and in the
 /// browser, so hydration sees identical text.
 pub(crate) fn format_time(ms: i64) -> String {
@@ -527,6 +545,13 @@ fn ChangePasswordPage() -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bytes_render_in_decimal_units() {
+        assert_eq!(super::format_bytes(999), "999 B");
+        assert_eq!(super::format_bytes(1_500), "1.5 KB");
+        assert_eq!(super::format_bytes(2_000_000_000_000), "2.0 TB");
+    }
+
     #[test]
     fn times_render_as_utc() {
         assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");

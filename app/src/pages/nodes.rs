@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::{format_time, use_hydrated, use_me, ActionError, ErrorMessage};
+use super::{format_bytes, format_time, use_hydrated, use_me, ActionError, ErrorMessage};
 use crate::api::*;
 use crate::error::AppError;
 use crate::model::{ConfigState, IssuedKey, Me, NodeDetail, NodeState, RoutingMode};
@@ -69,7 +69,9 @@ pub fn NodesPage() -> impl IntoView {
                                                 <td><a href=format!("/nodes/{}", n.name)>{n.name.clone()}</a></td>
                                                 <td>{n.public_ipv4}</td>
                                                 <td>{n.routing_mode.label()}</td>
-                                                <td class="state">{state_badge(n.state)}</td>
+                                                <td class="state">{state_badge(n.state)}
+                                                    {n.draining.then(|| view! { " " <span class="badge muted">"draining"</span> })}
+                                                </td>
                                                 <td>{n.agent_version.unwrap_or_else(|| "—".into())}</td>
                                                 <td class="config">{config_badge(n.config_state)}</td>
                                             </tr>
@@ -85,6 +87,9 @@ pub fn NodesPage() -> impl IntoView {
         </Suspense>
     }
 }
+
+const HOSTS_HINT: &str = "The node caches the known Windows Update, Office, Xbox and Edge hosts. \
+    Add other content hosts here, one a line; *.example.net also covers example.net.";
 
 const DRIVES_HINT: &str =
     "One drive a line: a folder and its size in GB, such as /var/cache/lastmile 500.";
@@ -126,6 +131,10 @@ fn NewNodeForm() -> impl IntoView {
                 <textarea name="drives" rows="3" required placeholder="/var/cache/lastmile 500"></textarea>
                 <span class="hint">{DRIVES_HINT}</span>
             </label>
+            <label>"Added content hosts (optional)"
+                <textarea name="extra_hosts" rows="2" placeholder="updates.example.net"></textarea>
+                <span class="hint">{HOSTS_HINT}</span>
+            </label>
             <button type="submit">"Create node"</button>
         </ActionForm>
         <ActionError action=create/>
@@ -139,6 +148,7 @@ pub fn NodePage() -> impl IntoView {
     let me_resource = use_me();
     let update = ServerAction::<UpdateNode>::new();
     let enable = ServerAction::<SetNodeEnabled>::new();
+    let drain = ServerAction::<SetNodeDraining>::new();
     let delete = ServerAction::<DeleteNode>::new();
     let manual = ServerAction::<SaveManualRouting>::new();
     let bgp = ServerAction::<SaveBgp>::new();
@@ -150,6 +160,7 @@ pub fn NodePage() -> impl IntoView {
                 name(),
                 update.version().get(),
                 enable.version().get(),
+                drain.version().get(),
                 manual.version().get(),
                 bgp.version().get(),
                 mode.version().get(),
@@ -172,7 +183,7 @@ pub fn NodePage() -> impl IntoView {
                         let can_edit = me.role.can_operate();
                         view! {
                             <NodeStatus node=node.clone()/>
-                            <NodeSettings node=node.clone() can_edit update enable/>
+                            <NodeSettings node=node.clone() can_edit update enable drain/>
                             <NodeRouting node=node.clone() can_edit manual bgp mode/>
                             <NodeProvisioning node=node.clone() can_edit issue pending_key/>
                             {can_edit.then(|| view! { <DeleteNodeForm name=node.summary.name.clone() delete/> })}
@@ -187,10 +198,20 @@ pub fn NodePage() -> impl IntoView {
 #[component]
 fn NodeStatus(node: NodeDetail) -> impl IntoView {
     let s = node.summary;
+    let health = node.health;
+    let totals = node.totals;
+    let served = totals.hit_bytes + totals.miss_bytes;
+    let efficiency =
+        (served > 0).then(|| format!("{:.1} %", totals.hit_bytes as f64 * 100.0 / served as f64));
+    let reported = s.agent_version.is_some() && health.data_port.is_some();
     view! {
         <h1>"Node " {s.name.clone()}</h1>
         <dl class="facts">
-            <dt>"State"</dt><dd class="state">{state_badge(s.state)}</dd>
+            <dt>"State"</dt>
+            <dd class="state">
+                {state_badge(s.state)}
+                {s.draining.then(|| view! { " " <span class="badge muted">"draining"</span> " (takes no new clients)" })}
+            </dd>
             <dt>"Configuration"</dt>
             <dd class="config">
                 {config_badge(s.config_state)} " (version " {s.config_version} ")"
@@ -206,6 +227,35 @@ fn NodeStatus(node: NodeDetail) -> impl IntoView {
             </dd>
             <dt>"Last report"</dt>
             <dd>{s.last_seen_at_ms.map(format_time).unwrap_or_else(|| "never".into())}</dd>
+            {reported.then(|| view! {
+                <dt>"Serving"</dt>
+                <dd class="serving">
+                    {if health.serving { "yes" } else { "no" }}
+                    {health.data_port.map(|port| format!(" — subscribers download from http://{}{}", s.public_ipv4,
+                        if port == 80 { String::new() } else { format!(":{port}") }))}
+                </dd>
+            })}
+            <dt>"Problems"</dt>
+            <dd class="problems">
+                {if health.problems.is_empty() {
+                    view! { "none reported" }.into_any()
+                } else {
+                    view! { <ul class="plain">{health.problems.into_iter().map(|p| view! { <li class="error-text">{p}</li> }).collect_view()}</ul> }.into_any()
+                }}
+            </dd>
+            {(!health.drives.is_empty()).then(|| view! {
+                <dt>"Drive use"</dt>
+                <dd><ul class="plain drives">{health.drives.into_iter().map(|d| view! {
+                    <li>{d.path} ": " {format_bytes(d.used_bytes)} " of " {format_bytes(d.quota_bytes)}</li>
+                }).collect_view()}</ul></dd>
+            })}
+            <dt>"Traffic so far"</dt>
+            <dd class="totals">
+                {format_bytes(served.max(0) as u64)} " served, " {format_bytes(totals.hit_bytes.max(0) as u64)} " from cache"
+                {efficiency.map(|e| format!(" (efficiency {e})"))} ", "
+                {format_bytes(totals.origin_bytes.max(0) as u64)} " fetched from origins, "
+                {totals.requests} " requests, " {totals.errors} " errors"
+            </dd>
         </dl>
     }
 }
@@ -216,8 +266,15 @@ fn NodeSettings(
     can_edit: bool,
     update: ServerAction<UpdateNode>,
     enable: ServerAction<SetNodeEnabled>,
+    drain: ServerAction<SetNodeDraining>,
 ) -> impl IntoView {
     let s = node.summary.clone();
+    let hosts_text = node.extra_hosts.join("\n");
+    let hosts_list = if node.extra_hosts.is_empty() {
+        "none (only the known content hosts)".to_string()
+    } else {
+        node.extra_hosts.join(", ")
+    };
     let drives_text = node
         .drives
         .iter()
@@ -230,6 +287,7 @@ fn NodeSettings(
         {if can_edit {
             let name = s.name.clone();
             let name_for_toggle = s.name.clone();
+            let name_for_drain = s.name.clone();
             view! {
                 <ActionForm action=update attr:class="stack" attr:id="node-settings">
                     <input type="hidden" name="name" value=name/>
@@ -240,6 +298,10 @@ fn NodeSettings(
                         <textarea name="drives" rows=rows required>{drives_text}</textarea>
                         <span class="hint">{DRIVES_HINT}</span>
                     </label>
+                    <label>"Added content hosts"
+                        <textarea name="extra_hosts" rows="2">{hosts_text}</textarea>
+                        <span class="hint">{HOSTS_HINT}</span>
+                    </label>
                     <button type="submit">"Save settings"</button>
                 </ActionForm>
                 <ActionError action=update/>
@@ -249,6 +311,12 @@ fn NodeSettings(
                     <button type="submit">{if s.enabled { "Disable node" } else { "Enable node" }}</button>
                 </ActionForm>
                 <ActionError action=enable/>
+                <ActionForm action=drain attr:class="inline" attr:id="toggle-draining">
+                    <input type="hidden" name="name" value=name_for_drain/>
+                    <input type="hidden" name="draining" value=(!s.draining).to_string()/>
+                    <button type="submit">{if s.draining { "Stop draining" } else { "Drain (no new clients)" }}</button>
+                </ActionForm>
+                <ActionError action=drain/>
             }.into_any()
         } else {
             view! {
@@ -256,6 +324,8 @@ fn NodeSettings(
                     <dt>"Public IPv4 address"</dt><dd>{s.public_ipv4.clone()}</dd>
                     <dt>"Maximum egress"</dt><dd>{s.max_egress_mbps} " Mbps"</dd>
                     <dt>"Enabled"</dt><dd>{if s.enabled { "yes" } else { "no" }}</dd>
+                    <dt>"Draining"</dt><dd>{if s.draining { "yes" } else { "no" }}</dd>
+                    <dt>"Added content hosts"</dt><dd>{hosts_list}</dd>
                     <dt>"Cache drives"</dt>
                     <dd><ul class="plain">{node.drives.into_iter().map(|d| view! { <li>{d.path} " — " {d.size_gb} " GB"</li> }).collect_view()}</ul></dd>
                 </dl>
@@ -346,13 +416,22 @@ fn NodeRouting(
                     }).collect_view()}</ul> }.into_any()
                 }}
             </dd>
-            <dt>"Sessions and learned prefixes"</dt>
+            <dt>"Sessions"</dt>
             <dd>
-                {if node.summary.agent_version.is_none() {
-                    "No agent has registered yet, so no BGP session has been reported."
+                {if !node.health.bgp_sessions.is_empty() {
+                    view! { <BgpSessions sessions=node.health.bgp_sessions.clone()/> }.into_any()
+                } else if node.summary.agent_version.is_none() {
+                    view! { "No agent has registered yet, so no BGP session has been reported." }.into_any()
                 } else {
-                    "The agent has not reported any BGP session."
+                    view! { "The agent has not reported any BGP session." }.into_any()
                 }}
+            </dd>
+            <dt>"Learned prefixes"</dt>
+            <dd class="learned">
+                {node.learned.prefixes} " prefixes covering " {node.learned.addresses} " addresses"
+                {(node.learned.prefixes > 0).then(|| view! {
+                    " — " <a href=format!("/nodes/{}/learned-routes.json", node.summary.name) download="">"download as JSON"</a>
+                })}
             </dd>
         </dl>
         {can_edit.then(|| view! {
@@ -368,6 +447,31 @@ fn NodeRouting(
             </ActionForm>
             <ActionError action=bgp/>
         })}
+    }
+}
+
+#[component]
+fn BgpSessions(sessions: Vec<lastmile_wire::BgpSession>) -> impl IntoView {
+    view! {
+        <table class="bgp-sessions">
+            <thead><tr><th>"Neighbor"</th><th>"ASN"</th><th>"State"</th><th>"Since"</th><th>"Prefixes"</th><th>"Last error"</th></tr></thead>
+            <tbody>
+                {sessions.into_iter().map(|s| {
+                    let class = if s.state == "Established" { "badge good" } else { "badge bad" };
+                    let neighbor = s.neighbor.clone();
+                    view! {
+                        <tr data-neighbor=neighbor>
+                            <td>{s.neighbor}</td>
+                            <td>{s.asn}</td>
+                            <td><span class=class>{s.state}</span></td>
+                            <td>{s.established_at_ms.map(format_time).unwrap_or_else(|| "—".into())}</td>
+                            <td>{s.prefixes}</td>
+                            <td>{s.last_error.unwrap_or_default()}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 
