@@ -208,8 +208,14 @@ fn Layout() -> impl IntoView {
     // shows at once.
     let me_resource = Resource::new(move || location.pathname.get(), |_| whoami());
     let logout = ServerAction::<Logout>::new();
+    // Only the header waits for `whoami`. The page stays outside this
+    // Transition: its children are rendered more than once on the server, and
+    // a page made there would be made again each time, asking the database
+    // again and taking its one-time messages (a form's error, a fresh
+    // registration key) in a copy that is then thrown away. Pages check the
+    // signed-in person themselves.
     view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+        <Transition>
             {move || Suspend::new(async move {
                 match me_resource.await {
                     Ok(Some(me)) => {
@@ -230,21 +236,19 @@ fn Layout() -> impl IntoView {
                                     <button type="submit" class="link">"Sign out"</button>
                                 </ActionForm>
                             </header>
-                            <main>
-                                <Flash/>
-                                <Outlet/>
-                            </main>
                         }
                         .into_any()
                     }
-                    Ok(None) => view! {
-                        <main class="narrow"><ErrorMessage error=AppError::Unauthenticated/></main>
-                    }
-                    .into_any(),
-                    Err(e) => view! { <main class="narrow"><ErrorMessage error=e/></main> }.into_any(),
+                    // Signed out: the page below says so.
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! { <header class="top"><ErrorMessage error=e/></header> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
+        <main>
+            <Flash/>
+            <Outlet/>
+        </main>
     }
 }
 
