@@ -8,7 +8,7 @@ use app::backend::{
 use app::error::AppError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use std::net::SocketAddr;
@@ -123,7 +123,7 @@ pub async fn identify(
 /// Where a page request may go: first-run setup until it is done, sign-in
 /// for everyone signed out, and the password page for anyone still on a
 /// temporary password. Server functions check for themselves.
-pub async fn page_guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
         && !path.starts_with("/api/")
@@ -147,11 +147,10 @@ pub async fn page_guard(State(state): State<AppState>, mut req: Request, next: N
     let target = match (set_up, path, &me) {
         (false, "/setup", _) => None,
         (false, _, _) => Some("/setup"),
-        (true, "/setup", _) => {
-            // After first-run setup the page is gone: render "not found".
-            *req.uri_mut() = Uri::from_static("/setup-is-done");
-            None
-        }
+        // After first-run setup the setup page itself renders "not found".
+        // (Rendering another route here instead would not match the page
+        // the browser hydrates at /setup.)
+        (true, "/setup", _) => None,
         (true, "/login", Some(_)) => Some("/"),
         (true, "/login", None) => None,
         (true, _, None) => Some("/login"),

@@ -53,6 +53,14 @@ pub async fn whoami() -> Result<Option<Me>, AppError> {
     Ok(ctx::signed_in().ok())
 }
 
+/// Whether first-run setup is still to be done. The setup page shows its
+/// form only then, and "not found" after (as the server renders it, so the
+/// hydrated page agrees).
+#[server(endpoint = "setup_needed")]
+pub async fn setup_needed() -> Result<bool, AppError> {
+    Ok(!ctx::state()?.is_set_up().await?)
+}
+
 /// First-run setup: creates the ISP's organization and its administrator,
 /// and signs the administrator in.
 #[server(endpoint = "setup")]

@@ -112,7 +112,20 @@ pub(crate) fn ErrorMessage(error: AppError) -> impl IntoView {
 /// What a form left behind when it was posted without JavaScript.
 #[component]
 pub(crate) fn Flash() -> impl IntoView {
-    let flash = Resource::new(|| (), |_| take_flash());
+    view! { <FlashMessage flash=flash_resource()/> }
+}
+
+/// Reads (and so removes) the message a form post left in the session.
+fn flash_resource() -> Resource<Result<Option<String>, AppError>> {
+    Resource::new(|| (), |_| take_flash())
+}
+
+/// Shows the message `flash` read. Reading removes the message, so under a
+/// `Suspense` (whose children the server renders more than once) the
+/// resource must be made outside it, once: a copy made again finds no
+/// message, and the page shows none.
+#[component]
+fn FlashMessage(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView {
     view! {
         <Suspense>
             {move || Suspend::new(async move {
@@ -158,8 +171,26 @@ pub(crate) fn PasswordInput(
     }
 }
 
+/// First-run setup, until it is done; then the page is gone.
 #[component]
 fn SetupPage() -> impl IntoView {
+    let needed = Resource::new(|| (), |_| setup_needed());
+    let flash = flash_resource();
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                match needed.await {
+                    Ok(true) => view! { <SetupForm flash/> }.into_any(),
+                    Ok(false) => view! { <NotFound/> }.into_any(),
+                    Err(e) => view! { <main class="narrow"><ErrorMessage error=e/></main> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn SetupForm(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView {
     let setup = ServerAction::<Setup>::new();
     view! {
         <Title text="Set up"/>
@@ -168,7 +199,7 @@ fn SetupPage() -> impl IntoView {
             <p>
                 "Create your organization and its first administrator. The setup code is printed in the portal's log when it starts."
             </p>
-            <Flash/>
+            <FlashMessage flash/>
             <ActionForm action=setup attr:class="stack">
                 <label>"Setup code" <input name="setup_code" required autocomplete="off"/></label>
                 <label>"Organization (your ISP)" <input name="org_name" required maxlength="100"/></label>
