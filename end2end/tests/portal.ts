@@ -1,0 +1,110 @@
+// Starts and stops a real portal for the browser tests: the built
+// `lastmile-portal` binary on a loopback port, speaking HTTPS with its own
+// self-signed certificate, with a fresh data folder (so a fresh SQLite
+// database) and a setup code the tests know.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const SETUP_CODE = 'e2e-setup-7f3k9q';
+
+export interface Portal {
+  /** https://127.0.0.1:PORT, without a trailing slash. */
+  url: string;
+  /** Everything the portal printed, for failure reports. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+function portalBinary(): string {
+  const bin =
+    process.env.LASTMILE_PORTAL_BIN ?? resolve(__dirname, '../../target/debug/lastmile-portal');
+  if (!existsSync(bin)) {
+    throw new Error(
+      `No portal binary at ${bin}. Build it with scripts/build-site and point LASTMILE_PORTAL_BIN at it.`,
+    );
+  }
+  return bin;
+}
+
+// Portals that are still running, so that they die with this process even
+// when a test run is interrupted before its afterAll hooks.
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export async function startPortal(): Promise<Portal> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'lastmile-e2e-'));
+  // Port 0: the kernel picks a free port, and the portal prints which one.
+  // Picking a port here and passing it on would race with other test
+  // workers and other people's test runs on the same machine.
+  const child = spawn(
+    portalBinary(),
+    [
+      '--data-dir', dataDir,
+      '--self-signed',
+      '--listen', '127.0.0.1:0',
+      '--setup-code', SETUP_CODE,
+    ],
+    {
+      env: { ...process.env, LASTMILE_LOG: process.env.LASTMILE_LOG ?? 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  running.add(child);
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const killed = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killed);
+    }
+    running.delete(child);
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  try {
+    const url = await waitFor(60_000, 'the portal to print its address', () => {
+      if (child.exitCode !== null) throw new Error(`the portal exited with ${child.exitCode}`);
+      return /listening on (https:\/\/[0-9.]+:\d+)\//.exec(output)?.[1];
+    });
+    await waitFor(30_000, 'the portal to answer /healthz', async () =>
+      (await healthz(url)) ? true : undefined,
+    );
+    return { url, output: () => output, stop };
+  } catch (e) {
+    await stop();
+    throw new Error(`${(e as Error).message}\n--- portal output ---\n${output}`);
+  }
+}
+
+async function waitFor<T>(ms: number, what: string, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function healthz(base: string): Promise<boolean> {
+  return new Promise((done) => {
+    // The certificate is the portal's own self-signed one.
+    const req = get(`${base}/healthz`, { rejectUnauthorized: false, timeout: 5_000 }, (res) => {
+      res.resume();
+      done(res.statusCode === 200);
+    });
+    req.on('error', () => done(false));
+    req.on('timeout', () => req.destroy());
+  });
+}
