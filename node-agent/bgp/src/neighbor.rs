@@ -41,6 +41,17 @@ struct Slot {
     established_at: Option<Instant>,
 }
 
+/// The state a neighbor is reported in before any connection exists.
+pub(crate) fn waiting_state(listening: bool) -> SessionState {
+    if listening {
+        SessionState::Active
+    } else {
+        SessionState::Idle
+    }
+}
+
+/// A neighbor's task; its entry in the table must exist before it runs
+/// (the speaker adds it, so `peers()` lists the neighbor at once).
 pub(crate) struct Neighbor {
     pub config: NeighborConfig,
     pub local: LocalParams,
@@ -63,13 +74,6 @@ struct Running {
 impl Neighbor {
     pub async fn run(self, mut commands: mpsc::Receiver<NeighborCommand>) {
         let (events_sender, events) = mpsc::unbounded_channel();
-        let initial_state = if self.listening {
-            SessionState::Active
-        } else {
-            SessionState::Idle
-        };
-        self.table
-            .add_peer(self.config.address, self.config.remote_asn, initial_state);
         let mut running = Running {
             backoff: self.retry.initial,
             // An active neighbor is dialled straight away.
@@ -339,11 +343,7 @@ impl Running {
             .filter(|slot| !slot.closing)
             .map(|slot| slot.state)
             .max()
-            .unwrap_or(if self.neighbor.listening {
-                SessionState::Active
-            } else {
-                SessionState::Idle
-            });
+            .unwrap_or(waiting_state(self.neighbor.listening));
         self.neighbor.table.set_state(self.address(), state);
     }
 

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{NeighborConfig, SpeakerConfig};
-use crate::neighbor::{Neighbor, NeighborCommand};
+use crate::neighbor::{waiting_state, Neighbor, NeighborCommand};
 use crate::session::{linger, LocalParams};
 use crate::status::{PeerStatus, Route, Table};
 use crate::wire::notification::cease;
@@ -226,6 +226,11 @@ impl Runtime {
             listening: self.listener.is_some(),
             table: Arc::clone(table),
         };
+        table.add_peer(
+            config.address,
+            config.remote_asn,
+            waiting_state(neighbor.listening),
+        );
         let task = tokio::spawn(neighbor.run(receiver));
         write_routing(&self.routing).insert(config.address, commands.clone());
         self.neighbors.insert(

@@ -596,3 +596,36 @@ async fn collision_keeps_the_router_opened_connection_when_its_id_is_higher() {
 async fn collision_keeps_our_connection_when_the_router_id_is_lower() {
     assert_eq!(collision(Ipv4Addr::new(10, 0, 0, 1)).await, (false, true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbors_are_listed_as_soon_as_the_speaker_starts() {
+    let lab = Lab::new();
+    let (speaker, _) = start(&lab, |_| {}).await;
+    let peers = speaker.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].address, lab.router_ip);
+    assert_eq!(peers[0].remote_asn, ROUTER_ASN);
+    assert_eq!(peers[0].state, SessionState::Active);
+    assert_eq!(peers[0].last_error, None);
+    assert!(speaker.routes().is_empty());
+
+    // Active only, towards a port nobody listens on: it dials, fails,
+    // says why, and waits (Idle) before the next attempt.
+    let lab = Lab::new();
+    let closed_port = lab.free_port(lab.router_ip);
+    let mut config = lab.speaker_config(65000);
+    config.listen = None;
+    let mut neighbor = lab.neighbor(ROUTER_ASN);
+    neighbor.connect_to = Some(SocketAddr::new(lab.router_ip.into(), closed_port));
+    config.neighbors.push(neighbor);
+    let speaker = Speaker::start(config).await.unwrap();
+    assert_eq!(speaker.peers().len(), 1);
+    wait_for(&speaker, "a refused dial", |peers, _| {
+        peers[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not connect") && e.contains("refused"))
+    })
+    .await;
+    wait_for_state(&speaker, lab.router_ip, SessionState::Idle).await;
+}

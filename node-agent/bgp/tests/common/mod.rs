@@ -142,6 +142,23 @@ fn require(program: &str) -> PathBuf {
     );
 }
 
+/// A daemon command that dies with the test process, even when that is
+/// killed outright and no destructor runs.
+fn daemon(program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(require(program));
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -209,7 +226,7 @@ impl Bird {
 
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(require("bird"))
+        let child = daemon("bird")
             .arg("-f")
             .arg("-c")
             .arg(&self.config)
@@ -352,7 +369,7 @@ impl GoBgp {
         std::fs::write(&config, config_toml).unwrap();
         let api = SocketAddr::new(lab.router_ip.into(), lab.free_port(lab.router_ip));
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(require("gobgpd"))
+        let child = daemon("gobgpd")
             .arg("-f")
             .arg(&config)
             .arg("-t")
