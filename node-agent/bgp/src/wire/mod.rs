@@ -199,17 +199,41 @@ fn decode_open(body: &[u8]) -> Result<OpenMessage, Notification> {
         // The optional parameters' length must account for the whole body.
         return Err(Notification::new(code::OPEN, open::UNSPECIFIC, Vec::new()));
     }
-    let four_octet_asn = open.capabilities().into_iter().find_map(|cap| match cap {
-        BgpCapability::FourOctetAs(asn4) => Some(asn4.asn4()),
-        _ => None,
-    });
     Ok(OpenMessage {
         my_as: open.my_as(),
         hold_time: open.hold_time(),
         bgp_id: open.bgp_id(),
-        four_octet_asn,
+        four_octet_asn: find_four_octet_asn(body),
     })
 }
+
+/// The 4-octet ASN capability, found by walking the parameter and
+/// capability TLVs by their lengths. netgauze skips a capability it finds
+/// malformed from wherever its decoder stopped (some decoders consume the
+/// rest of the parameter), which could hide or invent the one capability
+/// this speaker acts on.
+fn find_four_octet_asn(body: &[u8]) -> Option<u32> {
+    let params_len = *body.get(9)? as usize;
+    let mut params = body.get(10..10 + params_len)?;
+    while let [param_type, param_len, rest @ ..] = params {
+        let value = rest.get(..*param_len as usize)?;
+        params = &rest[*param_len as usize..];
+        if *param_type != 2 {
+            continue;
+        }
+        let mut capabilities = value;
+        while let [code, len, rest @ ..] = capabilities {
+            let cap_value = rest.get(..*len as usize)?;
+            capabilities = &rest[*len as usize..];
+            if let (CAPABILITY_FOUR_OCTET_AS, [a, b, c, d]) = (*code, cap_value) {
+                return Some(u32::from_be_bytes([*a, *b, *c, *d]));
+            }
+        }
+    }
+    None
+}
+
+const CAPABILITY_FOUR_OCTET_AS: u8 = 65;
 
 fn open_error_notification(error: BgpOpenMessageParsingError) -> Notification {
     use netgauze_bgp_pkt::wire::deserializer::open::BgpParameterParsingError;
@@ -478,6 +502,18 @@ mod tests {
         }
         let err = decode_message(&open_body(3, 65001, 90, [10, 0, 0, 1], &[]), &CTX).unwrap_err();
         assert_eq!(err.data, [0, 4], "the version we support");
+    }
+
+    #[test]
+    fn a_malformed_capability_does_not_hide_the_four_octet_asn() {
+        // A multiple-labels capability (8) with a stray octet: netgauze's
+        // decoder for it reads on to the end of the parameter.
+        let params = [2, 9, 8, 1, 0xff, 65, 4, 0, 1, 0, 0];
+        let frame = open_body(4, AS_TRANS, 90, [10, 0, 0, 1], &params);
+        let Message::Open(open) = decode_message(&frame, &CTX).unwrap() else {
+            panic!("not an OPEN");
+        };
+        assert_eq!(open.four_octet_asn, Some(65536));
     }
 
     #[test]
