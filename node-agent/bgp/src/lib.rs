@@ -125,9 +125,13 @@
 //! receives). Message encoding and decoding come from
 //! [`netgauze-bgp-pkt`](https://crates.io/crates/netgauze-bgp-pkt) 0.13
 //! (maintained, Apache-2.0, builds on Rust 1.95): it encodes our OPEN,
-//! KEEPALIVE and NOTIFICATION messages, decodes OPEN messages and
-//! capabilities, and decodes the path attribute values kept in the route
-//! table (ORIGIN, AS_PATH and AS4_PATH, NEXT_HOP, AGGREGATOR).
+//! KEEPALIVE and NOTIFICATION messages, decodes and checks received OPENs
+//! (version, hold time, BGP identifier, optional parameter types), and
+//! decodes the path attribute values kept in the route table (ORIGIN,
+//! AS_PATH and AS4_PATH, NEXT_HOP, AGGREGATOR). The one capability acted
+//! upon, the 4-octet ASN, is looked up by walking the capability TLVs by
+//! their lengths, because netgauze resumes after a malformed capability
+//! wherever its decoder stopped.
 //!
 //! Its UPDATE decoder is not enough for RFC 7606, so it is not used for
 //! whole UPDATEs: on the first malformed attribute it returns an error and

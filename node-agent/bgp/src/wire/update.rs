@@ -383,6 +383,14 @@ fn read_attribute(
         return Ok(());
     };
 
+    if ctx.ebgp && matches!(type_code, LOCAL_PREF | ORIGINATOR_ID | CLUSTER_LIST) {
+        // Meaningful only inside an AS: from outside, discarded before its
+        // flags or length are even looked at (RFC 7606 §7.5, §7.9, §7.10).
+        collected
+            .notes
+            .push(format!("discarded {} from an external peer", spec.name));
+        return Ok(());
+    }
     let optional = attribute.flags & FLAG_OPTIONAL != 0;
     let transitive = attribute.flags & FLAG_TRANSITIVE != 0;
     let checked = if optional != spec.optional || transitive != spec.transitive {
@@ -464,13 +472,6 @@ fn check_value(
                 ));
             }
             collected.next_hop = Some(next_hop);
-        }
-        LOCAL_PREF | ORIGINATOR_ID | CLUSTER_LIST if ctx.ebgp => {
-            // Meaningful only inside an AS; from outside it is discarded
-            // before its length is even looked at (RFC 7606 §7.5, §7.9, §7.10).
-            collected
-                .notes
-                .push(format!("discarded {} from an external peer", spec.name));
         }
         MULTI_EXIT_DISC | ORIGINATOR_ID | LOCAL_PREF if length != 4 => {
             return wrong_length(subcode::ATTRIBUTE_LENGTH_ERROR);
@@ -1194,6 +1195,28 @@ mod tests {
             decode_update(&body(&[], &good_attributes(), &[4, 224, 8, 10]), &EBGP4).unwrap();
         assert_eq!(outcome.announced.len(), 1);
         assert!(outcome.notes[0].contains("224.0.0.0/4"));
+    }
+
+    #[test]
+    fn internal_only_attributes_from_an_external_peer_are_discarded_whatever_their_shape() {
+        let extra = vec![
+            attr(0xc0, LOCAL_PREF, &[1, 2]),
+            attr(0x40, ORIGINATOR_ID, &[1]),
+            attr(0x80, CLUSTER_LIST, &[1, 2, 3]),
+        ];
+        let attributes = [good_attributes(), extra].concat();
+        let outcome = decode_update(&body(&[], &attributes, TEN_EIGHT), &EBGP4).unwrap();
+        assert_eq!(outcome.reachability(), Reachability::Accepted);
+        assert_eq!(outcome.notes.len(), 3);
+        // The same from an internal peer: malformed, treat-as-withdraw.
+        let attributes = vec![
+            origin(),
+            attr(0x40, AS_PATH, &[]),
+            next_hop([192, 0, 2, 1]),
+            attr(0x40, LOCAL_PREF, &[1, 2]),
+        ];
+        let outcome = decode_update(&body(&[], &attributes, TEN_EIGHT), &IBGP4).unwrap();
+        assert!(outcome.treated_as_withdraw.unwrap().contains("LOCAL_PREF"));
     }
 
     #[test]
