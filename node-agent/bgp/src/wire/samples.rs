@@ -129,5 +129,59 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
         ],
         &nlri,
     ));
+    // Near the size limit: an extended-length AS_PATH longer than 255
+    // octets (two segments) and several hundred prefixes.
+    let long_sequence: Vec<u32> = (1..=255).map(|i| 64_000 + i).collect();
+    let mut long_path = vec![2, 255];
+    for asn in [65001u32].iter().chain(&long_sequence[1..]) {
+        long_path.extend_from_slice(&asn.to_be_bytes());
+    }
+    long_path.extend_from_slice(&[1, 40]);
+    for asn in 0..40u32 {
+        long_path.extend_from_slice(&(4_200_000_000 + asn).to_be_bytes());
+    }
+    let mut extended_as_path = vec![0x50, 2];
+    extended_as_path.extend_from_slice(&(long_path.len() as u16).to_be_bytes());
+    extended_as_path.extend_from_slice(&long_path);
+    let many_prefixes: Vec<u8> = (0..600u16)
+        .flat_map(|i| [24, 10, (i >> 8) as u8, i as u8])
+        .collect();
+    let big = update(
+        &[],
+        &[
+            attribute(0x40, 1, &[2]),
+            extended_as_path,
+            attribute(0x40, 3, &[192, 0, 2, 1]),
+        ],
+        &many_prefixes,
+    );
+    samples.push(big);
     samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_message, DecodeContext, Message, MAX_MESSAGE_LEN};
+
+    #[test]
+    fn the_largest_sample_fits_a_message_and_decodes_whole() {
+        let big = sample_messages().into_iter().max_by_key(Vec::len).unwrap();
+        assert!(
+            big.len() > 3500 && big.len() <= MAX_MESSAGE_LEN,
+            "{}",
+            big.len()
+        );
+        let ctx = DecodeContext {
+            four_octet_as: true,
+            peer_asn: 65001,
+            ebgp: true,
+        };
+        let Ok(Message::Update(update)) = decode_message(&big, &ctx) else {
+            panic!("the large sample does not decode");
+        };
+        assert_eq!(update.announced.len(), 600);
+        assert_eq!(update.as_path.len(), 295);
+        assert_eq!(update.treated_as_withdraw, None);
+    }
 }
