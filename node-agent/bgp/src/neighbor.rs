@@ -195,15 +195,16 @@ impl Running {
         );
     }
 
-    /// An active neighbor with no outbound connection and no session gets
-    /// its next attempt scheduled, with exponential backoff.
+    /// An active neighbor with no outbound connection, and no session up or
+    /// about to be (OpenConfirm), gets its next attempt scheduled, with
+    /// exponential backoff.
     fn schedule_attempt(&mut self) {
         let needed = self.neighbor.config.connect_to.is_some()
             && self.next_attempt.is_none()
             && !self.slots.values().any(|slot| {
                 !slot.closing
                     && (slot.direction == Direction::Outbound
-                        || slot.state == SessionState::Established)
+                        || slot.state >= SessionState::OpenConfirm)
             });
         if !needed {
             return;
@@ -233,6 +234,9 @@ impl Running {
                     if let Some(slot) = self.slots.get_mut(&id) {
                         slot.state = SessionState::OpenConfirm;
                     }
+                    // A session is about to come up: a dial scheduled
+                    // earlier would only collide with it.
+                    self.next_attempt = None;
                 }
                 let _ = reply.send(proceed);
             }
@@ -255,9 +259,6 @@ impl Running {
                     self.neighbor
                         .table
                         .session_established(self.address(), remote_id, hold_time);
-                    // An attempt scheduled before the session came up
-                    // would only collide with it.
-                    self.next_attempt = None;
                 }
                 let _ = reply.send(proceed);
             }
