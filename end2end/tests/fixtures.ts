@@ -162,11 +162,9 @@ export class Ui {
     await this.open(new URL(response.headers()['location'], base).pathname);
   }
 
-  /** Saves a full-page screenshot among the test's artifacts (test-results/). */
+  /** Saves a full-page screenshot as test-results/<test>/<name>.png. */
   async screenshot(name: string): Promise<void> {
-    const path = this.testInfo.outputPath(`${name}.png`);
-    await this.page.screenshot({ path, fullPage: true });
-    await this.testInfo.attach(name, { path, contentType: 'image/png' });
+    await this.page.screenshot({ path: this.testInfo.outputPath(`${name}.png`), fullPage: true });
   }
 }
 
