@@ -73,9 +73,10 @@ ensure_chromium() {
 }
 
 # Real peers for the node's tests: nginx as a local origin, BIRD 2 and
-# GoBGP as the ISP's router, curl as a plain download client.
+# GoBGP as the ISP's router, curl as a plain download client, sudo
+# because the install command the portal shows runs the script with it.
 ensure_node_test_tools() {
-  apt_install nginx bird2 gobgpd curl
+  apt_install nginx bird2 gobgpd curl sudo
 }
 
 # The tests need a PostgreSQL server they may create databases on. Use

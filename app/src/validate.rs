@@ -165,9 +165,7 @@ pub fn drives(text: &str) -> Result<Vec<DriveSpec>, AppError> {
             }
             Some((path, size)) => {
                 let path = path.trim();
-                let size = size
-                    .trim()
-                    .trim_end_matches(|c| c == 'G' || c == 'g' || c == 'B' || c == 'b');
+                let size = size.trim().trim_end_matches(['G', 'g', 'B', 'b']);
                 if !path.starts_with('/') {
                     Some("the folder must be an absolute path, starting with /.".to_string())
                 } else if path.split('/').any(|part| part == ".." || part == ".") {

@@ -144,9 +144,9 @@ impl NodeEntry {
             SteerVerdict::Disabled
         } else if !self.registered {
             SteerVerdict::NeverConnected
-        } else if !self
+        } else if self
             .last_seen_at_ms
-            .is_some_and(|seen| now - seen <= offline_after_ms)
+            .is_none_or(|seen| now - seen > offline_after_ms)
         {
             SteerVerdict::Offline
         } else if !self.serving {
@@ -353,7 +353,7 @@ impl Steering {
             .values()
             .filter(|n| n.org_id == org_id && !listed.contains(&n.id))
             .collect();
-        unmatched.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        unmatched.sort_by_key(|n| n.name.to_lowercase());
         candidates.extend(unmatched.into_iter().map(|n| SteerCandidate {
             node: n.name.clone(),
             prefix: None,

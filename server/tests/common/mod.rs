@@ -115,6 +115,12 @@ pub struct PortalOptions {
     /// Seconds between agent reports; nodes are offline after three.
     pub report_interval_secs: u64,
     pub config_poll_secs: u64,
+    /// Listen on this loopback port (to restart a portal where agents
+    /// expect it); a free one otherwise.
+    pub port: Option<u16>,
+    /// With `Tls::TestCa`: use this CA's files (from `make_test_ca`)
+    /// instead of making a new CA, so a restarted portal is still trusted.
+    pub test_ca: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for PortalOptions {
@@ -124,6 +130,8 @@ impl Default for PortalOptions {
             trust_forwarded_for: true,
             report_interval_secs: 30,
             config_poll_secs: 15,
+            port: None,
+            test_ca: None,
         }
     }
 }
@@ -171,6 +179,20 @@ pub fn agent_binary() -> std::path::PathBuf {
         })
 }
 
+/// Binds a loopback port, waiting a little for a port a stopped portal
+/// still holds while its last connections close.
+async fn bind_loopback(port: u16) -> std::net::TcpListener {
+    let mut last = None;
+    for _ in 0..100 {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => return listener,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot listen on 127.0.0.1:{port}: {last:?}");
+}
+
 /// A running portal. Stops when dropped.
 pub struct TestPortal {
     pub base: String,
@@ -191,7 +213,7 @@ impl TestPortal {
 
     pub async fn start_with(test_db: &TestDb, options: PortalOptions) -> TestPortal {
         let db = test_db.open().await;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = bind_loopback(options.port.unwrap_or(0)).await;
         let port = listener.local_addr().unwrap().port();
         let tls_dir = (options.tls != Tls::None).then(|| tempfile::tempdir().unwrap());
         let (cert, key, ca_file) = match options.tls {
@@ -205,7 +227,10 @@ impl TestPortal {
                 (Some(cert), Some(key), None)
             }
             Tls::TestCa => {
-                let (ca, cert, key) = make_test_ca(tls_dir.as_ref().unwrap().path());
+                let (ca, cert, key) = options
+                    .test_ca
+                    .clone()
+                    .unwrap_or_else(|| make_test_ca(tls_dir.as_ref().unwrap().path()));
                 (Some(cert), Some(key), Some(ca))
             }
         };
