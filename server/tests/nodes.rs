@@ -621,7 +621,18 @@ async fn the_json_api_does_what_the_portal_does(backend: Backend) {
         "/api/v1/nodes",
         "/api/v1/nodes/{name}",
         "/api/v1/nodes/{name}/routing/manual",
+        "/api/v1/nodes/{name}/routing/bgp",
+        "/api/v1/nodes/{name}/routing/mode",
+        "/api/v1/nodes/{name}/draining",
+        "/api/v1/nodes/{name}/bgp/routes",
+        "/api/v1/nodes/{name}/registration-key",
+        "/api/v1/steer",
+        "/api/v1/steer/redirect",
+        "/api/v1/steer/explain",
         "/api/v1/agent/register",
+        "/api/v1/agent/config",
+        "/api/v1/agent/applied",
+        "/api/v1/agent/report",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} documented");
     }
