@@ -42,6 +42,11 @@ pub struct CacheConfig {
     /// Origin fetches running at once, node-wide. Bounds memory and origin
     /// connections; fills beyond it wait their turn.
     pub max_concurrent_fills: usize,
+    /// While a response sends slice N, the slices up to N + this many that
+    /// it will need and that are not on disk are fetched already (never
+    /// past the end of the requested range). 0 fetches each slice only when
+    /// the response reaches it.
+    pub readahead_slices: u64,
 }
 
 /// One cache drive: a folder (the cache keeps its files in a `lastmile-cache`
@@ -101,6 +106,7 @@ impl Default for CacheConfig {
             origin: OriginConfig::default(),
             default_freshness: Duration::from_secs(3600),
             max_concurrent_fills: 256,
+            readahead_slices: 4,
         }
     }
 }
@@ -395,6 +401,7 @@ pub(crate) struct ActiveConfig {
     pub ignored_query_params: Vec<ParamPattern>,
     pub origin: OriginConfig,
     pub default_freshness: Duration,
+    pub readahead_slices: u64,
 }
 
 impl ActiveConfig {
@@ -457,6 +464,7 @@ pub(crate) fn validate(config: &CacheConfig) -> Result<ActiveConfig, ApplyError>
         ignored_query_params,
         origin,
         default_freshness: config.default_freshness,
+        readahead_slices: config.readahead_slices,
     })
 }
 

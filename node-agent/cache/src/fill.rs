@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
@@ -35,6 +35,10 @@ use crate::store::{
     DriveShared, Identity, SliceHeader, Version, MAX_VALIDATOR_BYTES, SLICE_HEADER_BYTES,
 };
 
+/// Waiters hear of new bytes once this many have arrived...
+const ANNOUNCE_BYTES: u64 = 64 * 1024;
+/// ...or this long after the last news, whichever comes first.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
 /// Error bodies from the origin are passed on up to this size.
 const MAX_PASSED_BODY: usize = 64 * 1024;
 
@@ -257,6 +261,8 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
     let stall = config.origin.stall_timeout;
     let mut skip = answer.skip;
     let mut written = 0u64;
+    let mut announced = 0u64;
+    let mut announced_at = Instant::now();
     let mut crc = crc32fast::Hasher::new();
     while written < data_len {
         let Some(chunk) = response.chunk(stall).await.map_err(FillFailure::Origin)? else {
@@ -279,7 +285,16 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
             .map_err(|e| FillFailure::Storage(format!("cannot write a slice: {e}")))?;
         crc.update(data);
         written += take as u64;
-        fill.progress.send_modify(|p| p.written = written);
+        // Waiters are woken per batch, not per network read: every wake-up
+        // costs each of them a sendfile call.
+        if written - announced >= ANNOUNCE_BYTES
+            || written == data_len
+            || announced_at.elapsed() >= ANNOUNCE_INTERVAL
+        {
+            fill.progress.send_modify(|p| p.written = written);
+            announced = written;
+            announced_at = Instant::now();
+        }
     }
     if answer.skip == 0 {
         // A 206 of exactly the slice: reading its (empty) end hands the

@@ -7,6 +7,7 @@
 //! closed instead (the client sees a short body and retries), so no
 //! response ever mixes bytes of two versions.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -563,20 +564,20 @@ async fn send_body(
     exchange: &mut Exchange,
 ) -> Result<(), Abort> {
     let slice_size = version.slice_size;
+    let first_index = start / slice_size;
     let last_index = (end - 1) / slice_size;
-    // The next slice's fetch, started while this one streams; kept so that
-    // the response reads it even if it was not stored.
-    let mut next: Option<(u64, Arc<Fill>)> = None;
-    for index in start / slice_size..=last_index {
+    let mut ahead = Readahead::new(cache.active().readahead_slices, first_index + 1);
+    for index in first_index..=last_index {
         let slice_start = index * slice_size;
         let mut at = start.max(slice_start) - slice_start;
         let to = end.min(slice_start + slice_size) - slice_start;
         let mut attempts = 1;
-        let mut source = match (first.take(), next.take()) {
+        let mut source = match (first.take(), ahead.take(index)) {
             (Some(source), _) => source,
-            (None, Some((next_index, fill))) if next_index == index => SliceSource::Fill(fill),
-            _ => open(cache, target, version, index).await?,
+            (None, Some(fill)) => SliceSource::Fill(fill),
+            (None, None) => open(cache, target, version, index).await?,
         };
+        ahead.extend(cache, target, version, index, last_index);
         loop {
             match source {
                 SliceSource::Changed => return Err(Abort::Cut("object changed at the origin")),
@@ -585,11 +586,6 @@ async fn send_body(
                     break;
                 }
                 SliceSource::Fill(fill) => {
-                    if index < last_index && next.is_none() {
-                        next = cache
-                            .prefetch(target, version, index + 1)
-                            .map(|fill| (index + 1, fill));
-                    }
                     match stream_fill(cache, conn, &fill, version, &mut at, to, target, exchange)
                         .await
                     {
@@ -612,6 +608,55 @@ async fn send_body(
         }
     }
     Ok(())
+}
+
+/// The fetches a response started for the slices after the one it sends,
+/// so that a cold download does not wait for a round trip per slice. The
+/// response keeps them, so it reads them even when they are not stored.
+struct Readahead {
+    depth: u64,
+    fills: VecDeque<(u64, Arc<Fill>)>,
+    /// The first slice not considered yet.
+    next: u64,
+}
+
+impl Readahead {
+    fn new(depth: u64, next: u64) -> Readahead {
+        Readahead {
+            depth,
+            fills: VecDeque::new(),
+            next,
+        }
+    }
+
+    fn take(&mut self, index: u64) -> Option<Arc<Fill>> {
+        while self.fills.front().is_some_and(|(i, _)| *i < index) {
+            self.fills.pop_front();
+        }
+        match self.fills.front() {
+            Some((i, _)) if *i == index => self.fills.pop_front().map(|(_, fill)| fill),
+            _ => None,
+        }
+    }
+
+    /// Starts fetching what is not on disk up to `depth` slices past
+    /// `current`, within the response.
+    fn extend(
+        &mut self,
+        cache: &Arc<Cache>,
+        target: &Arc<ObjectTarget>,
+        version: &Version,
+        current: u64,
+        last: u64,
+    ) {
+        let until = current.saturating_add(self.depth).min(last);
+        while self.next <= until {
+            if let Some(fill) = cache.prefetch(target, version, self.next) {
+                self.fills.push_back((self.next, fill));
+            }
+            self.next += 1;
+        }
+    }
 }
 
 async fn open(

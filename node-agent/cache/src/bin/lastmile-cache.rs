@@ -53,6 +53,9 @@ struct Args {
     /// Origin fetches running at once.
     #[arg(long, default_value_t = 256)]
     max_concurrent_fills: usize,
+    /// Slices fetched ahead of the one a response is sending.
+    #[arg(long, default_value_t = 4)]
+    readahead_slices: u64,
     /// Origin connect timeout, milliseconds.
     #[arg(long, default_value_t = 5000)]
     connect_timeout_ms: u64,
@@ -150,6 +153,7 @@ impl Args {
             egress_limit_bits_per_sec: self.egress_limit,
             default_freshness: Duration::from_secs(self.default_freshness),
             max_concurrent_fills: self.max_concurrent_fills,
+            readahead_slices: self.readahead_slices,
             ..CacheConfig::default()
         };
         if self.no_default_hosts {

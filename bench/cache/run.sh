@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Cache data path benchmarks: lastmile-cache against nginx (proxy_cache +
+# slice 1m + proxy_cache_lock), both with one worker on CPU 0, load
+# generators and the origin on CPU 1, in the same run.
+#
+#   bench/cache/run.sh [warm] [herd] [deep] [memory]    (default: all four)
+#
+# Environment: BENCH_DIR (default /tmp/lastmile-bench, needs ~13 GB),
+# ROUNDS (warm-hit rounds per connection count, default 3), DURATION (seconds
+# per wrk run, default 10), MEMORY_SECONDS (how long the 256 downloads run;
+# 0 = until they finish, default 120). Results go to $BENCH_DIR/results.md.
+source "$(dirname "$0")/lib.sh"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+MEMORY_SECONDS="${MEMORY_SECONDS:-120}"
+RESULTS="$BENCH_DIR/results.md"
+SLICE=1048576
+
+need nginx wrk curl openssl taskset
+mkdir -p "$BENCH_DIR"
+build
+make_content
+trap stop_all EXIT
+stop_all
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print v[i] }'; }
+ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f\n", a / b }'; }
+
+start_servers() {
+  stop_all
+  start_origin
+  start_peer
+  start_lastmile
+}
+
+{
+  echo "## Results $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'), lastmile-cache $(git -C "$ROOT" rev-parse --short HEAD)."
+  echo
+} > "$RESULTS"
+
+warm() {
+  log "warm hits: random 1 MiB ranges of the 64 MiB object"
+  start_servers
+  for server in nginx lastmile; do
+    verify_file "$server" 64m.bin   # also fills the cache
+  done
+  local table="$BENCH_DIR/warm.tsv"
+  : > "$table"
+  for conns in 16 64 256; do
+    for round in $(seq 1 "$ROUNDS"); do
+      # Alternate who goes first, so drifting background load hits both.
+      local order="nginx lastmile"
+      [ $((round % 2)) -eq 0 ] && order="lastmile nginx"
+      for server in $order; do
+        local pid cpu0 cpu1 out rps p99 gb
+        pid="$(server_pid "$server")"
+        cpu0="$(cpu_seconds "$pid")"
+        out="$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency \
+          -s "$HERE/ranges.lua" -H "$(host_header_of "$server")" "$(url_of "$server" 64m.bin)" 2>&1)"
+        cpu1="$(cpu_seconds "$pid")"
+        if echo "$out" | grep -q "unexpected status\|Non-2xx"; then
+          echo "$out" >&2
+          echo "$server answered something other than 206" >&2
+          exit 1
+        fi
+        rps="$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
+        p99="$(echo "$out" | awk '$1 == "99%" { print $2 }' | ms)"
+        gb="$(echo "$out" | awk '/read$/ { v = $(NF-1); if (v ~ /GB$/) v = v + 0; else if (v ~ /MB$/) v = v / 1024; print v }')"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" >> "$table"
+        log "  $conns connections, $server: $rps req/s, p99 ${p99} ms"
+      done
+    done
+  done
+  {
+    echo "### 1. Warm hits, random 1 MiB ranges of a 64 MiB object"
+    echo
+    echo "\`taskset -c 1 wrk -t1 -c<N> -d${DURATION}s --latency -s bench/cache/ranges.lua\`, ${ROUNDS} alternating rounds, medians."
+    echo
+    echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | nginx CPU s/GB | lastmile CPU s/GB | CPU ratio |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for conns in 16 64 256; do
+      local n_rps l_rps n_p99 l_p99 n_cpu l_cpu
+      n_rps="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $3 }' "$table" | median)"
+      l_rps="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $3 }' "$table" | median)"
+      n_p99="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $4 }' "$table" | median)"
+      l_p99="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $4 }' "$table" | median)"
+      n_cpu="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $5 / $6 }' "$table" | median)"
+      l_cpu="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $5 / $6 }' "$table" | median)"
+      printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
+        "$(ratio "$l_rps" "$n_rps")" "$n_p99" "$l_p99" "$n_cpu" "$l_cpu" "$(ratio "$l_cpu" "$n_cpu")"
+    done
+    echo
+    echo "Raw runs (connections, server, req/s, p99 ms, server CPU s, GB):"
+    echo
+    echo '```'
+    cat "$table"
+    echo '```'
+    echo
+  } >> "$RESULTS"
+}
+
+herd() {
+  log "thundering herd: 100 clients at once for the cold 64 MiB object"
+  {
+    echo "### 2. Thundering herd: 100 clients at once, cold 64 MiB object"
+    echo
+    echo "One \`curl --parallel --parallel-immediate --parallel-max 100\` process with 100 transfers to /dev/null"
+    echo "(TTFB = curl's time_starttransfer); sizes checked per transfer, then the cached object's SHA-256 through"
+    echo "the server; origin bytes from the origin's access log."
+    echo
+    echo "| server | TTFB p50 ms | TTFB p99 ms | TTFB max ms | full-size bodies | cached copy correct | origin bytes / object | server CPU s/GB |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  } >> "$RESULTS"
+  for server in nginx lastmile; do
+    start_servers
+    local out="$BENCH_DIR/herd-$server.txt" config="$BENCH_DIR/herd-$server.curl"
+    : > "$config"
+    for _ in $(seq 1 100); do
+      printf 'url = "%s"\noutput = "/dev/null"\n' "$(url_of "$server" 64m.bin)" >> "$config"
+    done
+    local pid cpu0 cpu1
+    pid="$(server_pid "$server")"
+    cpu0="$(cpu_seconds "$pid")"
+    taskset -c "$CLIENT_CPU" curl -s --parallel --parallel-immediate --parallel-max 100 \
+      -H "$(host_header_of "$server")" -K "$config" \
+      -w '%{time_starttransfer} %{size_download} %{http_code}\n' > "$out" || true
+    cpu1="$(cpu_seconds "$pid")"
+    local p50 p99 max full correct=no obytes
+    p50="$(awk '{ print $1 * 1000 }' "$out" | percentile 50)"
+    p99="$(awk '{ print $1 * 1000 }' "$out" | percentile 99)"
+    max="$(awk '{ print $1 * 1000 }' "$out" | sort -g | tail -1)"
+    full="$(awk '$2 == 67108864 && $3 == 200' "$out" | wc -l)"
+    obytes="$(origin_bytes "$server" 64m.bin)"
+    verify_file "$server" 64m.bin && correct=yes
+    printf '| %s | %.1f | %.1f | %.1f | %s/100 | %s | %s | %.3f |\n' "$server" "$p50" "$p99" "$max" "$full" "$correct" \
+      "$(awk -v b="$obytes" 'BEGIN { printf "%.4f", b / 67108864 }')" \
+      "$(echo "($cpu1 - $cpu0) / 6.4" | bc -l)" >> "$RESULTS"
+    log "  $server: TTFB p50 $p50 ms, p99 $p99 ms, $full/100 full, origin bytes $obytes"
+  done
+  echo >> "$RESULTS"
+}
+
+deep() {
+  log "cold ranges 3.5 GiB into the 4 GiB object"
+  {
+    echo "### 3. Cold 1 MiB range 3.5 GiB into the 4 GiB object"
+    echo
+    echo "Empty caches; one \`curl -r\`; origin bytes from the origin's access log (slice = 1 MiB)."
+    echo
+    echo "| range | server | bytes correct | origin bytes | slices |"
+    echo "| --- | --- | --- | --- | --- |"
+  } >> "$RESULTS"
+  local base=$((3584 * 1048576))
+  for offset in 0 524288; do
+    local first=$((base + offset)) last=$((base + offset + 1048575))
+    for server in nginx lastmile; do
+      start_servers
+      local got want correct obytes
+      got="$(curl -s -r "$first-$last" -H "$(host_header_of "$server")" "$(url_of "$server" 4g.bin)" | sha256sum | cut -d' ' -f1)"
+      want="$(dd if="$BENCH_DIR/origin/4g.bin" iflag=skip_bytes,count_bytes skip="$first" count=1048576 status=none | sha256sum | cut -d' ' -f1)"
+      correct=no; [ "$got" = "$want" ] && correct=yes
+      obytes="$(origin_bytes "$server" 4g.bin)"
+      printf '| bytes=%s-%s | %s | %s | %s | %s |\n' "$first" "$last" "$server" "$correct" "$obytes" \
+        "$(awk -v b="$obytes" 'BEGIN { printf "%.2f", b / 1048576 }')" >> "$RESULTS"
+      log "  $first-$last $server: origin bytes $obytes, correct: $correct"
+    done
+  done
+  echo >> "$RESULTS"
+}
+
+memory() {
+  log "256 concurrent full downloads of the 4 GiB object (cold cache)"
+  {
+    echo "### 4. 256 concurrent full downloads of the 4 GiB object, cold cache"
+    echo
+    if [ "$MEMORY_SECONDS" = 0 ]; then
+      echo "256 \`curl\` processes, to completion; server RSS sampled every 0.5 s."
+    else
+      echo "256 \`curl\` processes for ${MEMORY_SECONDS} s (then stopped); server RSS sampled every 0.5 s."
+    fi
+    echo
+    echo "| server | max RSS MiB | bytes served | origin bytes | server CPU s/GB |"
+    echo "| --- | --- | --- | --- | --- |"
+  } >> "$RESULTS"
+  for server in nginx lastmile; do
+    start_servers
+    local pid cpu0 cpu1 max=0 out="$BENCH_DIR/memory-$server"
+    rm -rf "$out"; mkdir -p "$out"
+    pid="$(server_pid "$server")"
+    cpu0="$(cpu_seconds "$pid")"
+    local limit=()
+    [ "$MEMORY_SECONDS" != 0 ] && limit=(--max-time "$MEMORY_SECONDS")
+    local clients=()
+    for i in $(seq 1 256); do
+      # curl prints the byte count also when --max-time stops it.
+      taskset -c "$CLIENT_CPU" curl -s -o /dev/null "${limit[@]}" -H "$(host_header_of "$server")" \
+        "$(url_of "$server" 4g.bin)" -w '%{size_download}\n' > "$out/$i" &
+      clients+=($!)
+    done
+    while :; do
+      local rss alive=0
+      rss="$(rss_kib "$pid")"
+      [ "$rss" -gt "$max" ] && max="$rss"
+      for c in "${clients[@]}"; do kill -0 "$c" 2>/dev/null && alive=$((alive + 1)); done
+      [ "$alive" -eq 0 ] && break
+      sleep 0.5
+    done
+    wait "${clients[@]}" || true
+    cpu1="$(cpu_seconds "$pid")"
+    local served
+    served="$(cat "$out"/* | awk '{ s += $1 } END { print s + 0 }')"
+    printf '| %s | %.1f | %s | %s | %s |\n' "$server" "$(echo "$max / 1024" | bc -l)" "$served" \
+      "$(origin_bytes "$server" 4g.bin)" \
+      "$(awk -v c="$(echo "$cpu1 - $cpu0" | bc)" -v b="$served" 'BEGIN { if (b > 0) printf "%.3f", c / (b / 1e9); else print "-" }')" >> "$RESULTS"
+    log "  $server: max RSS $max KiB"
+  done
+  echo >> "$RESULTS"
+}
+
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(warm herd deep memory)
+for step in "${steps[@]}"; do
+  case "$step" in
+    warm|herd|deep|memory) "$step" ;;
+    *) echo "unknown step $step (warm, herd, deep, memory)" >&2; exit 2 ;;
+  esac
+done
+stop_all
+cat "$RESULTS"
