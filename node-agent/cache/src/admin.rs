@@ -66,7 +66,8 @@ async fn admin_connection(cache: Arc<Cache>, mut conn: Conn, mut stopped: watch:
                 return;
             }
         };
-        if respond(&cache, &mut conn, &request).await.is_err() || !request.keep_alive {
+        if respond(&cache, &mut conn, &request).await.is_err() || !Framing::of(&request).keep_alive
+        {
             return;
         }
     }

@@ -24,7 +24,7 @@ use crate::metrics::{Counters, DriveUsage, Meters};
 use crate::origin::{OriginClient, OriginError, OriginResponse};
 use crate::store::{
     check_drive, probe_writable, remove_files, scan_drive, slice_file_bytes, verify_slice,
-    DriveShared, FoundSlice, Identity, Version,
+    DriveShared, FoundSlice, Version,
 };
 
 /// After an origin could not be asked whether a stale object changed, the
@@ -127,6 +127,15 @@ impl DriveState {
             + self.shared.reserved.load(Ordering::Acquire)
             + self.shared.deleting.load(Ordering::Acquire)
     }
+}
+
+/// What became of a finished slice.
+enum Publish {
+    Stored,
+    /// The same slice was stored under the same name meanwhile.
+    AlreadyThere,
+    /// A newer version won, or the drive left: the file must go.
+    Refused,
 }
 
 /// A file leaving the cache, counted against its drive until it is gone.
@@ -688,17 +697,19 @@ impl Cache {
                 state.inflight.remove(&fill.id);
             }
             if placed {
-                if state.publish(fill, &fetched, &mut doomed, &self.active()) {
-                    fill.published.store(true, Ordering::Release);
-                } else {
-                    let bytes =
-                        slice_file_bytes(fetched.file_len - crate::store::SLICE_HEADER_BYTES);
-                    fill.drive.deleting.fetch_add(bytes, Ordering::AcqRel);
-                    doomed.push(Doomed {
-                        drive: fill.drive.clone(),
-                        path: final_path,
-                        bytes,
-                    });
+                match state.publish(fill, &fetched, &mut doomed, &self.active()) {
+                    Publish::Stored => fill.published.store(true, Ordering::Release),
+                    Publish::AlreadyThere => {}
+                    Publish::Refused => {
+                        let bytes =
+                            slice_file_bytes(fetched.file_len - crate::store::SLICE_HEADER_BYTES);
+                        fill.drive.deleting.fetch_add(bytes, Ordering::AcqRel);
+                        doomed.push(Doomed {
+                            drive: fill.drive.clone(),
+                            path: final_path,
+                            bytes,
+                        });
+                    }
                 }
             }
         }
@@ -773,7 +784,9 @@ impl Cache {
         let observed_at_ns = now_ns();
         match interpret(response, 0, slice_size).await {
             Ok((answer, mut response)) => {
-                if answer.skip == 0 {
+                // A 206 of one byte is read to its end (the connection goes
+                // back to the pool); a 200 is the whole object: dropped.
+                if answer.last_byte.is_some() {
                     let stall = self.active().origin.stall_timeout;
                     while let Ok(Some(chunk)) = response.chunk(stall).await {
                         self.count_origin_bytes(chunk.len() as u64);
@@ -783,15 +796,9 @@ impl Cache {
                     self.observe(target, &answer.version, observed_at_ns, answer.freshness);
                 Ok(cached.unwrap_or_else(|| Arc::new(answer.version)))
             }
-            Err(FillFailure::Unsatisfiable { len: 0 }) => Ok(Arc::new(Version {
-                identity: Identity {
-                    len: 0,
-                    etag: None,
-                    last_modified: None,
-                },
-                slice_size,
-                content_type: None,
-            })),
+            Err(FillFailure::Unsatisfiable { len: 0 }) => {
+                Ok(Arc::new(Version::length_only(0, slice_size)))
+            }
             Err(failure) => Err(failure),
         }
     }
@@ -902,32 +909,39 @@ impl State {
         doomed
     }
 
-    /// Adds a finished slice to the index. False when it lost to a newer
-    /// version or its drive left meanwhile.
+    /// Adds a finished slice (already renamed into place) to the index.
     fn publish(
         &mut self,
         fill: &Fill,
         fetched: &Fetched,
         doomed: &mut Vec<Doomed>,
         config: &ActiveConfig,
-    ) -> bool {
+    ) -> Publish {
         let Some(drive_index) = self
             .drives
             .iter()
             .position(|d| d.shared.id == fill.drive.id)
         else {
-            return false;
+            return Publish::Refused;
         };
         let key = fill.id.key;
         match self.objects.get(&key) {
             Some(object) if object.version.same_as(&fetched.version) => {}
-            Some(object) if object.observed_at_ns > fetched.observed_at_ns => return false,
+            Some(object) if object.observed_at_ns > fetched.observed_at_ns => {
+                return Publish::Refused
+            }
             Some(_) => doomed.extend(self.drop_object(key)),
             None => {}
         }
-        if self.drives.iter().any(|d| d.policy.contains(&fill.id)) {
-            // Already published by an earlier fill (same name, same bytes).
-            return false;
+        if let Some(holder) = self.drives.iter().position(|d| d.policy.contains(&fill.id)) {
+            // Published by an earlier fill: on this drive under the same
+            // name (with the same bytes), so the file is the index's now;
+            // on another drive, ours is a spare.
+            return if holder == drive_index {
+                Publish::AlreadyThere
+            } else {
+                Publish::Refused
+            };
         }
         let object = self.objects.entry(key).or_insert_with(|| Object {
             version: fetched.version.clone(),
@@ -945,7 +959,7 @@ impl State {
             .shared
             .reserved
             .fetch_sub(fill.reservation, Ordering::AcqRel);
-        true
+        Publish::Stored
     }
 
     /// Adds the slices found on a drive at start-up. For each key the newest

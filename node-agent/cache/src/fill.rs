@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    LAST_MODIFIED, LOCATION, RETRY_AFTER,
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, RETRY_AFTER,
 };
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -296,7 +296,7 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
             announced_at = Instant::now();
         }
     }
-    if answer.skip == 0 {
+    if answer.last_byte.is_some() {
         // A 206 of exactly the slice: reading its (empty) end hands the
         // connection back to the pool. A 200 is cut off by dropping it.
         let _ = response.chunk(stall).await;
@@ -380,6 +380,14 @@ pub(crate) async fn interpret(
         }
         _ => return Err(FillFailure::Passed(Arc::new(capture(&mut response).await))),
     };
+    // We ask for identity; an encoded body's bytes are not the object's.
+    if let Some(encoding) = response.header(CONTENT_ENCODING) {
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            return Err(FillFailure::Unusable(format!(
+                "the origin sent Content-Encoding {encoding:?}"
+            )));
+        }
+    }
     let text = |name| {
         response
             .header(name)
@@ -394,11 +402,7 @@ pub(crate) async fn interpret(
     let cache_control = CacheControl::parse(response.header(CACHE_CONTROL).unwrap_or(""));
     let answer = Answer {
         storable: identity.has_validator() && !cache_control.no_store,
-        version: Version {
-            identity,
-            slice_size,
-            content_type: text(CONTENT_TYPE),
-        },
+        version: Version::new(identity, slice_size, text(CONTENT_TYPE)),
         freshness: cache_control.freshness,
         skip,
         last_byte,

@@ -335,7 +335,8 @@ impl Framing {
     pub(crate) fn of(request: &Request) -> Framing {
         Framing {
             head_only: request.method == Method::Head,
-            keep_alive: request.keep_alive,
+            // A body we do not read would be taken for the next request.
+            keep_alive: request.keep_alive && !request.has_body,
             http10: request.http10,
         }
     }

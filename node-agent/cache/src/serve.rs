@@ -24,7 +24,7 @@ use crate::http::{send_simple, Conn, Framing, Head, HeadError, Method, Request};
 use crate::key::{resolve_target, ObjectTarget, TargetError};
 use crate::metrics::Meters;
 use crate::range::{if_range_matches, parse_range, RangeRequest, Selection};
-use crate::store::{Identity, Version, SLICE_HEADER_BYTES};
+use crate::store::{Version, SLICE_HEADER_BYTES};
 
 /// Connections still busy this long after shutdown are closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -203,7 +203,7 @@ async fn exchange(cache: &Arc<Cache>, conn: &mut Conn, request: &Request) -> boo
             ms = started.elapsed().as_millis() as u64,
         );
     }
-    outcome.is_ok() && exchange.complete && request.keep_alive
+    outcome.is_ok() && exchange.complete && Framing::of(request).keep_alive
 }
 
 /// An answer decided before any byte of the body.
@@ -315,7 +315,8 @@ async fn answer(
     head.header("X-Cache", if from_disk { "HIT" } else { "MISS" });
     exchange.status = status;
     let body_follows = !head_only && end > start;
-    let head = head.finish(request.keep_alive, request.http10);
+    let framing = Framing::of(request);
+    let head = head.finish(framing.keep_alive, framing.http10);
     conn.write_head(&head, body_follows)
         .await
         .map_err(|_| Abort::Client)?;
@@ -394,15 +395,9 @@ async fn prepare(
                             first_fill = Some((index, fill));
                             version
                         }
-                        Err(FillFailure::Unsatisfiable { len }) => Arc::new(Version {
-                            identity: Identity {
-                                len,
-                                etag: None,
-                                last_modified: None,
-                            },
-                            slice_size: config.slice_size,
-                            content_type: None,
-                        }),
+                        Err(FillFailure::Unsatisfiable { len }) => {
+                            Arc::new(Version::length_only(len, config.slice_size))
+                        }
                         Err(failure) => return failure_prepared(failure),
                     }
                 }

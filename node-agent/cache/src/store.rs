@@ -60,9 +60,35 @@ pub(crate) struct Version {
     pub identity: Identity,
     pub slice_size: u64,
     pub content_type: Option<String>,
+    /// Names this version's slice files; computed once, used per slice.
+    tag: u64,
 }
 
 impl Version {
+    pub(crate) fn new(
+        identity: Identity,
+        slice_size: u64,
+        content_type: Option<String>,
+    ) -> Version {
+        let tag = version_tag(&identity, slice_size);
+        Version {
+            identity,
+            slice_size,
+            content_type,
+            tag,
+        }
+    }
+
+    /// An object known only by its length (an empty one, say).
+    pub(crate) fn length_only(len: u64, slice_size: u64) -> Version {
+        let identity = Identity {
+            len,
+            etag: None,
+            last_modified: None,
+        };
+        Version::new(identity, slice_size, None)
+    }
+
     /// Same bytes in the same slices (the content type does not matter).
     pub(crate) fn same_as(&self, other: &Version) -> bool {
         self.identity == other.identity && self.slice_size == other.slice_size
@@ -79,22 +105,26 @@ impl Version {
     }
 
     pub(crate) fn tag(&self) -> u64 {
-        let mut hash = Sha256::new();
-        hash.update(self.identity.len.to_le_bytes());
-        hash.update(self.slice_size.to_le_bytes());
-        for part in [&self.identity.etag, &self.identity.last_modified] {
-            match part {
-                Some(text) => {
-                    hash.update([1u8]);
-                    hash.update((text.len() as u64).to_le_bytes());
-                    hash.update(text.as_bytes());
-                }
-                None => hash.update([0u8]),
-            }
-        }
-        let digest = hash.finalize();
-        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        self.tag
     }
+}
+
+fn version_tag(identity: &Identity, slice_size: u64) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(identity.len.to_le_bytes());
+    hash.update(slice_size.to_le_bytes());
+    for part in [&identity.etag, &identity.last_modified] {
+        match part {
+            Some(text) => {
+                hash.update([1u8]);
+                hash.update((text.len() as u64).to_le_bytes());
+                hash.update(text.as_bytes());
+            }
+            None => hash.update([0u8]),
+        }
+    }
+    let digest = hash.finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Disk space a file of `len` bytes takes, as the quota counts it.
@@ -203,11 +233,11 @@ impl SliceHeader {
     }
 
     pub(crate) fn version(&self) -> Version {
-        Version {
-            identity: self.identity.clone(),
-            slice_size: self.slice_size,
-            content_type: self.content_type.clone(),
-        }
+        Version::new(
+            self.identity.clone(),
+            self.slice_size,
+            self.content_type.clone(),
+        )
     }
 }
 
@@ -520,14 +550,13 @@ mod tests {
     #[test]
     fn version_tags_differ_by_identity_and_slice_size() {
         let v = header().version();
-        let mut other = v.clone();
-        other.identity.etag = Some("\"e2\"".into());
+        let mut identity = v.identity.clone();
+        identity.etag = Some("\"e2\"".into());
+        let other = Version::new(identity, v.slice_size, v.content_type.clone());
         assert_ne!(v.tag(), other.tag());
-        let mut resliced = v.clone();
-        resliced.slice_size = 8192;
+        let resliced = Version::new(v.identity.clone(), 8192, v.content_type.clone());
         assert_ne!(v.tag(), resliced.tag());
-        let mut retyped = v.clone();
-        retyped.content_type = None;
+        let retyped = Version::new(v.identity.clone(), v.slice_size, None);
         assert_eq!(v.tag(), retyped.tag());
     }
 

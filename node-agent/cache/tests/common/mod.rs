@@ -67,6 +67,8 @@ pub struct Behavior {
     pub replace_after: Option<(u32, OriginObject)>,
     /// Send bodies in pieces of 4 KiB with this pause between them.
     pub trickle: Option<Duration>,
+    /// One more header line in content answers.
+    pub extra_header: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -280,6 +282,9 @@ async fn answer(
     }
     if let Some(cc) = &object.cache_control {
         head.push_str(&format!("Cache-Control: {cc}\r\n"));
+    }
+    if let Some(line) = &behavior.extra_header {
+        head.push_str(&format!("{line}\r\n"));
     }
     head.push_str("\r\n");
     // Decided before anything is sent, so that answers racing on other
