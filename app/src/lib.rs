@@ -2,9 +2,11 @@
 //! server (rendering, `ssr` feature) and the browser (hydration, `hydrate`).
 
 pub mod api;
+mod charts;
 pub mod error;
 pub mod model;
 mod pages;
+pub mod traffic;
 pub mod validate;
 
 #[cfg(feature = "ssr")]

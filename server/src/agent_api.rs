@@ -133,7 +133,7 @@ async fn report(
     Agent(node): Agent,
     JsonBody(body): JsonBody<Report>,
 ) -> Result<Json<ReportResponse>, ApiFailure> {
-    let effects = agents::record_report(&state.db, &node, &body).await?;
+    let effects = agents::record_report(&state.db, &node, &body, &state.settings).await?;
     if effects.routes_changed {
         state.steering.wake();
     }

@@ -12,7 +12,7 @@ use app::model::{
     SteerExplanation,
 };
 use app::validate;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+
+use crate::traffic;
 
 /// An error as the JSON API answers it.
 pub struct ApiFailure(pub AppError);
@@ -138,6 +140,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/nodes/{name}/bgp/routes", get(learned_routes))
         .route("/api/v1/nodes/{name}/registration-key", post(issue_key))
         .route("/api/v1/steer/explain", get(explain))
+        .route("/api/v1/traffic", get(fleet_traffic))
+        .route("/api/v1/nodes/{name}/traffic", get(node_traffic))
+        .route("/api/v1/metrics", get(org_metrics))
         .with_state(state)
 }
 
@@ -420,6 +425,35 @@ async fn explain(
     caller.may(|_| true, "see nodes")?;
     let client = validate::ipv4_address(&query.client, "subscriber address")?;
     Ok(Json(state.steering.explain(client, caller.me.org_id)))
+}
+
+/// The fleet's traffic over a range, as JSON or CSV (see openapi.json).
+async fn fleet_traffic(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<traffic::ExportQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    caller.may(|_| true, "see traffic")?;
+    let query = traffic::query_or_invalid(query)?;
+    traffic::api_export(&state, caller.me.org_id, None, query).await
+}
+
+/// One node's traffic; another organization's node is "not found".
+async fn node_traffic(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<traffic::ExportQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    caller.may(|_| true, "see traffic")?;
+    let query = traffic::query_or_invalid(query)?;
+    traffic::api_export(&state, caller.me.org_id, Some(&name), query).await
+}
+
+/// The caller's organization's metrics in Prometheus' text format.
+async fn org_metrics(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.may(|_| true, "see traffic")?;
+    traffic::metrics_text(&state, Some(caller.me.org_id)).await
 }
 
 async fn issue_key(

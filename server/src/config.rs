@@ -132,6 +132,28 @@ pub struct ServeArgs {
     /// Hours without a request after which a session ends.
     #[arg(long, env = "LASTMILE_SESSION_IDLE_HOURS", default_value_t = 12)]
     pub session_idle_hours: u64,
+
+    /// Serve Prometheus metrics of every organization at /metrics to
+    /// requests that carry this token (Authorization: Bearer TOKEN).
+    /// Without it /metrics is off.
+    #[arg(long, env = "LASTMILE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Hours the per-minute traffic series is kept (the 1 h to 1 d charts
+    /// read it; longer ranges read hours).
+    #[arg(long, env = "LASTMILE_KEEP_MINUTE_TRAFFIC_HOURS", default_value_t = 48,
+          value_parser = clap::value_parser!(u64).range(2..=24 * 31))]
+    pub keep_minute_traffic_hours: u64,
+
+    /// Days the hourly traffic series is kept.
+    #[arg(long, env = "LASTMILE_KEEP_HOURLY_TRAFFIC_DAYS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(1..=3660))]
+    pub keep_hourly_traffic_days: u64,
+
+    /// Days the daily traffic series is kept.
+    #[arg(long, env = "LASTMILE_KEEP_DAILY_TRAFFIC_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u64).range(1..=3660))]
+    pub keep_daily_traffic_days: u64,
 }
 
 impl Cli {
@@ -151,6 +173,26 @@ impl ServeArgs {
             .ok()
             .and_then(|exe| exe.parent().map(|dir| dir.join("lastmile-agent")))
             .unwrap_or_else(|| PathBuf::from("lastmile-agent"))
+    }
+
+    /// The traffic retention the flags ask for; each coarser series must
+    /// be kept at least as long as the finer one, or ranges would fall into
+    /// a gap between them.
+    pub fn traffic_retention(&self) -> Result<app::backend::traffic::TrafficRetention, String> {
+        const HOUR_MS: i64 = 3_600_000;
+        let retention = app::backend::traffic::TrafficRetention {
+            minute_ms: self.keep_minute_traffic_hours as i64 * HOUR_MS,
+            hour_ms: self.keep_hourly_traffic_days as i64 * 24 * HOUR_MS,
+            day_ms: self.keep_daily_traffic_days as i64 * 24 * HOUR_MS,
+        };
+        if retention.hour_ms < retention.minute_ms || retention.day_ms < retention.hour_ms {
+            return Err(format!(
+                "keep hourly traffic at least as long as minutes, and daily at least as long as hourly \
+                 (asked for {} hours of minutes, {} days of hours, {} days of days)",
+                self.keep_minute_traffic_hours, self.keep_hourly_traffic_days, self.keep_daily_traffic_days
+            ));
+        }
+        Ok(retention)
     }
 
     pub fn site_root(&self) -> PathBuf {

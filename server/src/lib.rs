@@ -9,6 +9,7 @@ pub mod api_v1;
 pub mod config;
 pub mod steer;
 pub mod tls;
+pub mod traffic;
 pub mod web;
 
 use app::backend::sessions::DbSessionStore;
@@ -45,6 +46,8 @@ pub struct RouterOptions {
     pub web: WebConfig,
     /// The node agent binary served to install scripts.
     pub agent_binary: std::path::PathBuf,
+    /// The bearer token `/metrics` asks for; without one it is off.
+    pub metrics_token: Option<String>,
 }
 
 pub fn router(state: AppState, options: RouterOptions) -> Router {
@@ -77,6 +80,7 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         .with_state(leptos_options);
     state.steering.spawn_refresher();
     let steering = steer::routes(state.clone(), options.web.clone());
+    let metrics = traffic::metrics_routes(state.clone(), options.metrics_token.as_deref());
     let portal = Router::new()
         .route("/healthz", get(healthz).with_state(state.clone()))
         .merge(api_v1::routes(state.clone()))
@@ -89,6 +93,14 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         .route(
             "/nodes/{name}/learned-routes.json",
             get(learned_routes_download).with_state(state.clone()),
+        )
+        .route(
+            "/traffic.csv",
+            get(traffic_csv_download).with_state(state.clone()),
+        )
+        .route(
+            "/traffic.json",
+            get(traffic_json_download).with_state(state.clone()),
         )
         .merge(pages)
         .layer(from_fn_with_state(state.clone(), web::page_guard))
@@ -110,7 +122,8 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         ));
     // Steering skips the session and page layers: subscribers' devices
     // have no session, and it must answer tens of thousands a second.
-    steering.merge(portal)
+    // So does /metrics: Prometheus brings a token, not a session.
+    steering.merge(metrics).merge(portal)
 }
 
 /// The script the install command pipes into `sh`: it downloads the agent
@@ -147,6 +160,32 @@ async fn learned_routes_download(
         axum::Json(routes),
     )
         .into_response())
+}
+
+/// The CSV export of a dashboard chart, for the signed-in person.
+async fn traffic_csv_download(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
+    headers: axum::http::HeaderMap,
+    query: Result<
+        axum::extract::Query<traffic::ExportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<axum::response::Response, api_v1::ApiFailure> {
+    traffic::browser_export(state, current, &headers, query, traffic::Format::Csv).await
+}
+
+/// The JSON export of a dashboard chart, for the signed-in person.
+async fn traffic_json_download(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
+    headers: axum::http::HeaderMap,
+    query: Result<
+        axum::extract::Query<traffic::ExportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<axum::response::Response, api_v1::ApiFailure> {
+    traffic::browser_export(state, current, &headers, query, traffic::Format::Json).await
 }
 
 /// 200 when the portal can reach its database, 503 when it cannot: for load
@@ -198,8 +237,9 @@ pub async fn serve(
     }
 }
 
-/// Deletes expired sessions and stale sign-in failures every few minutes.
-pub fn spawn_housekeeping(db: Db) {
+/// Deletes expired sessions, stale sign-in failures and traffic past its
+/// retention every few minutes.
+pub fn spawn_housekeeping(db: Db, traffic_retention: app::backend::traffic::TrafficRetention) {
     use tower_sessions::session_store::ExpiredDeletion;
     tokio::spawn(async move {
         let store = DbSessionStore::new(db.clone());
@@ -211,6 +251,10 @@ pub fn spawn_housekeeping(db: Db) {
             }
             if let Err(e) = app::backend::throttle::prune(&db).await {
                 tracing::warn!(error = %e, "pruning sign-in failures");
+            }
+            let now = app::backend::db::now_ms();
+            if let Err(e) = app::backend::traffic::prune(&db, &traffic_retention, now).await {
+                tracing::warn!(error = %e, "deleting traffic past its retention");
             }
         }
     });

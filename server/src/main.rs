@@ -110,6 +110,15 @@ async fn serve_portal(cli: Cli, db: Db) -> Result<(), String> {
         }
         _ => None,
     };
+    let traffic_retention = args.traffic_retention()?;
+    let metrics_token = args
+        .metrics_token
+        .clone()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err("--metrics-token must be at least 16 characters long".into());
+    }
     let state = AppState::new(db.clone(), setup_code.clone()).with_settings(PortalSettings {
         registration_key_ttl_ms: args.registration_key_hours.clamp(1, 24 * 30) as i64 * 3_600_000,
         public_url: args.public_url.clone(),
@@ -117,6 +126,7 @@ async fn serve_portal(cli: Cli, db: Db) -> Result<(), String> {
         tls_pin: tls_pin.clone(),
         report_interval_secs: args.report_interval_secs,
         config_poll_secs: args.config_poll_secs,
+        traffic_retention,
     });
     state
         .steering
@@ -168,6 +178,7 @@ async fn serve_portal(cli: Cli, db: Db) -> Result<(), String> {
                 trust_forwarded_for: args.trust_forwarded_for,
             },
             agent_binary: args.agent_binary(),
+            metrics_token,
         },
     );
     let listener = std::net::TcpListener::bind(args.listen)
@@ -185,7 +196,7 @@ async fn serve_portal(cli: Cli, db: Db) -> Result<(), String> {
     if !set_up {
         println!("First run: open {scheme}://{shown_host}:{}/setup and enter the setup code {setup_code}", local.port());
     }
-    spawn_housekeeping(db);
+    spawn_housekeeping(db, traffic_retention);
     serve(listener, app, tls_config, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))

@@ -6,8 +6,10 @@ use leptos::prelude::*;
 
 pub mod nodes;
 pub mod tokens;
+pub mod traffic;
 pub use nodes::*;
 pub use tokens::*;
+pub use traffic::*;
 
 use crate::error::AppError;
 use crate::model::{AuditPage, Me, Person};

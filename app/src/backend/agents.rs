@@ -13,7 +13,7 @@ use sqlx::{Any, Row, Transaction};
 use std::net::Ipv4Addr;
 
 use super::db::{get_bool, now_ms, Db};
-use super::{nodes, secrets, PortalSettings};
+use super::{nodes, secrets, traffic, PortalSettings};
 use crate::error::AppError;
 
 /// The node an agent's credential belongs to.
@@ -207,14 +207,8 @@ pub struct ReportEffects {
     pub routes_changed: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CounterDelta {
-    pub requests: i64,
-    pub hit_bytes: i64,
-    pub miss_bytes: i64,
-    pub origin_bytes: i64,
-    pub errors: i64,
-}
+/// Counter increases of one report, bytes per content family included.
+pub type CounterDelta = crate::traffic::TrafficCounts;
 
 struct CheckedRoute {
     net: Ipv4Net,
@@ -256,6 +250,11 @@ fn check_report(report: &Report) -> Result<(), AppError> {
         (c.origin_bytes, "origin bytes"),
         (c.errors, "errors"),
         (report.active_connections, "active connections"),
+        (c.families.windows_update, "Windows Update bytes"),
+        (c.families.office, "Office bytes"),
+        (c.families.xbox, "Xbox bytes"),
+        (c.families.edge, "Edge bytes"),
+        (c.families.other, "other bytes"),
     ] {
         if value > i64::MAX as u64 {
             return Err(AppError::invalid(format!(
@@ -333,11 +332,25 @@ fn check_withdrawn(route: &WithdrawnRoute) -> Result<(Ipv4Net, String), AppError
 /// Stores a report. Counters become never-decreasing totals: the same
 /// `boot_id` with values at or above the last ones adds the difference; a
 /// new `boot_id` (the agent restarted) or values that went down (which only
-/// a restart explains) adds the values themselves.
+/// a restart explains) adds the values themselves. The increases also go
+/// into the node's traffic series (see [`traffic`]).
 pub async fn record_report(
     db: &Db,
     node: &AgentNode,
     report: &Report,
+    settings: &PortalSettings,
+) -> Result<ReportEffects, AppError> {
+    record_report_at(db, node, report, settings, now_ms()).await
+}
+
+/// [`record_report`] as if it arrived at `now` (Unix ms): for tests of how
+/// reports become traffic series over time.
+pub async fn record_report_at(
+    db: &Db,
+    node: &AgentNode,
+    report: &Report,
+    settings: &PortalSettings,
+    now: i64,
 ) -> Result<ReportEffects, AppError> {
     check_report(report)?;
     // Parse every route before touching the database: a broken entry
@@ -367,10 +380,20 @@ pub async fn record_report(
         None => None,
     };
 
-    let now = now_ms();
     let mut effects = ReportEffects::default();
     let mut tx = db.pool.begin().await?;
-    effects.delta = add_counters(&mut tx, node.id, report, now).await?;
+    let (delta, since) = add_counters(&mut tx, node.id, report, now).await?;
+    effects.delta = delta;
+    traffic::record(
+        &mut tx,
+        node.org_id,
+        node.id,
+        &delta,
+        since,
+        now,
+        &settings.traffic_retention,
+    )
+    .await?;
 
     let sessions = report
         .bgp
@@ -407,101 +430,133 @@ pub async fn record_report(
     Ok(effects)
 }
 
+/// The counter columns of `node_counters`, in [`delta_from_values`] order:
+/// `last_<name>` holds the agent's cumulative value, `total_<name>` the sum
+/// over every life.
+const COUNTERS: [&str; 10] = [
+    "requests",
+    "hit_bytes",
+    "miss_bytes",
+    "origin_bytes",
+    "errors",
+    "windows_update_bytes",
+    "office_bytes",
+    "xbox_bytes",
+    "edge_bytes",
+    "other_bytes",
+];
+
+fn delta_from_values(v: [i64; 10]) -> CounterDelta {
+    CounterDelta {
+        requests: v[0],
+        hit_bytes: v[1],
+        miss_bytes: v[2],
+        origin_bytes: v[3],
+        errors: v[4],
+        families: crate::traffic::FamilyCounts {
+            windows_update: v[5],
+            office: v[6],
+            xbox: v[7],
+            edge: v[8],
+            other: v[9],
+        },
+    }
+}
+
+/// Adds the report's counters to the node's totals. Returns the increase,
+/// and when the agent's previous report in the same life came (the span
+/// the increase was served over), if it did.
 async fn add_counters(
     tx: &mut Transaction<'_, Any>,
     node_id: i64,
     report: &Report,
     now: i64,
-) -> Result<CounterDelta, AppError> {
+) -> Result<(CounterDelta, Option<i64>), AppError> {
     let c = &report.counters;
-    let current = CounterDelta {
-        requests: c.requests as i64,
-        hit_bytes: c.hit_bytes as i64,
-        miss_bytes: c.miss_bytes as i64,
-        origin_bytes: c.origin_bytes as i64,
-        errors: c.errors as i64,
-    };
-    let previous = sqlx::query(
-        "SELECT boot_id, last_requests, last_hit_bytes, last_miss_bytes, last_origin_bytes, last_errors \
-         FROM node_counters WHERE node_id = $1",
-    )
+    let f = &c.families;
+    let current = [
+        c.requests,
+        c.hit_bytes,
+        c.miss_bytes,
+        c.origin_bytes,
+        c.errors,
+        f.windows_update,
+        f.office,
+        f.xbox,
+        f.edge,
+        f.other,
+    ]
+    .map(|v| v as i64);
+    let last_columns = COUNTERS.map(|n| format!("last_{n}")).join(", ");
+    let previous = sqlx::query(&format!(
+        "SELECT boot_id, updated_at, {last_columns} FROM node_counters WHERE node_id = $1"
+    ))
     .bind(node_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let delta = match previous {
+    let (delta, since) = match previous {
         Some(row) => {
-            let last = CounterDelta {
-                requests: row.try_get("last_requests")?,
-                hit_bytes: row.try_get("last_hit_bytes")?,
-                miss_bytes: row.try_get("last_miss_bytes")?,
-                origin_bytes: row.try_get("last_origin_bytes")?,
-                errors: row.try_get("last_errors")?,
-            };
+            // Family counters are NULL until the first report after they
+            // were added: no baseline, so no increase from them yet.
+            let mut last = [None; 10];
+            for (i, name) in COUNTERS.iter().enumerate() {
+                last[i] = row.try_get::<Option<i64>, _>(format!("last_{name}").as_str())?;
+            }
             let same_life = row.try_get::<String, _>("boot_id")? == report.boot_id;
-            let monotonic = current.requests >= last.requests
-                && current.hit_bytes >= last.hit_bytes
-                && current.miss_bytes >= last.miss_bytes
-                && current.origin_bytes >= last.origin_bytes
-                && current.errors >= last.errors;
-            let delta = if same_life && monotonic {
-                CounterDelta {
-                    requests: current.requests - last.requests,
-                    hit_bytes: current.hit_bytes - last.hit_bytes,
-                    miss_bytes: current.miss_bytes - last.miss_bytes,
-                    origin_bytes: current.origin_bytes - last.origin_bytes,
-                    errors: current.errors - last.errors,
+            let monotonic = (0..10).all(|i| last[i].is_none_or(|l| current[i] >= l));
+            let (delta, since) = if same_life && monotonic {
+                let mut delta = [0; 10];
+                for i in 0..10 {
+                    delta[i] = last[i].map_or(0, |l| current[i] - l);
                 }
+                (delta, Some(row.try_get::<i64, _>("updated_at")?))
             } else {
-                current
+                (current, None)
             };
-            sqlx::query(
-                "UPDATE node_counters SET boot_id = $1, last_requests = $2, last_hit_bytes = $3, \
-                 last_miss_bytes = $4, last_origin_bytes = $5, last_errors = $6, \
-                 total_requests = total_requests + $7, total_hit_bytes = total_hit_bytes + $8, \
-                 total_miss_bytes = total_miss_bytes + $9, total_origin_bytes = total_origin_bytes + $10, \
-                 total_errors = total_errors + $11, active_connections = $12, updated_at = $13 \
-                 WHERE node_id = $14",
-            )
-            .bind(&report.boot_id)
-            .bind(current.requests)
-            .bind(current.hit_bytes)
-            .bind(current.miss_bytes)
-            .bind(current.origin_bytes)
-            .bind(current.errors)
-            .bind(delta.requests)
-            .bind(delta.hit_bytes)
-            .bind(delta.miss_bytes)
-            .bind(delta.origin_bytes)
-            .bind(delta.errors)
-            .bind(report.active_connections as i64)
-            .bind(now)
-            .bind(node_id)
-            .execute(&mut **tx)
-            .await?;
-            delta
+            let mut sql = String::from("UPDATE node_counters SET boot_id = $1, ");
+            for (i, name) in COUNTERS.iter().enumerate() {
+                sql.push_str(&format!(
+                    "last_{name} = ${}, total_{name} = total_{name} + ${}, ",
+                    2 * i + 2,
+                    2 * i + 3
+                ));
+            }
+            sql.push_str("active_connections = $22, updated_at = $23 WHERE node_id = $24");
+            let mut query = sqlx::query(&sql).bind(&report.boot_id);
+            for i in 0..10 {
+                query = query.bind(current[i]).bind(delta[i]);
+            }
+            query
+                .bind(report.active_connections as i64)
+                .bind(now)
+                .bind(node_id)
+                .execute(&mut **tx)
+                .await?;
+            (delta, since)
         }
         None => {
-            sqlx::query(
-                "INSERT INTO node_counters (node_id, boot_id, last_requests, last_hit_bytes, last_miss_bytes, \
-                 last_origin_bytes, last_errors, total_requests, total_hit_bytes, total_miss_bytes, \
-                 total_origin_bytes, total_errors, active_connections, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(node_id)
-            .bind(&report.boot_id)
-            .bind(current.requests)
-            .bind(current.hit_bytes)
-            .bind(current.miss_bytes)
-            .bind(current.origin_bytes)
-            .bind(current.errors)
-            .bind(report.active_connections as i64)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            current
+            let totals = COUNTERS.map(|n| format!("total_{n}")).join(", ");
+            let values = (0..10)
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO node_counters (node_id, boot_id, {last_columns}, {totals}, active_connections, updated_at) \
+                 VALUES ($1, $2, {values}, {values}, $13, $14)"
+            );
+            let mut query = sqlx::query(&sql).bind(node_id).bind(&report.boot_id);
+            for value in current {
+                query = query.bind(value);
+            }
+            query
+                .bind(report.active_connections as i64)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            (current, None)
         }
     };
-    Ok(delta)
+    Ok((delta_from_values(delta), since))
 }
 
 enum RoutesOutcome {

@@ -13,6 +13,7 @@ pub mod sessions;
 pub mod steering;
 pub mod throttle;
 pub mod tokens;
+pub mod traffic;
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,8 @@ pub struct PortalSettings {
     pub report_interval_secs: u64,
     /// How often agents poll for a new configuration.
     pub config_poll_secs: u64,
+    /// How long each tier of the traffic series is kept.
+    pub traffic_retention: traffic::TrafficRetention,
 }
 
 impl PortalSettings {
@@ -74,6 +77,7 @@ impl Default for PortalSettings {
             tls_pin: None,
             report_interval_secs: 30,
             config_poll_secs: 15,
+            traffic_retention: traffic::TrafficRetention::default(),
         }
     }
 }

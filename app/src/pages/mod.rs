@@ -11,6 +11,7 @@ use leptos_router::{path, SsrMode};
 mod nodes;
 mod steering;
 mod tokens;
+mod traffic;
 
 use crate::api::*;
 use crate::error::AppError;
@@ -288,10 +289,13 @@ pub(crate) fn use_me() -> Resource<Result<Option<Me>, AppError>> {
     Resource::new(|| (), |_| whoami())
 }
 
+/// The Overview: who you are, the fleet's health, and what it delivered.
 #[component]
 fn HomePage() -> impl IntoView {
     let me_resource = use_me();
     let people = Resource::new(|| (), |_| list_people());
+    let health = traffic::use_fleet_health();
+    let fleet_traffic = traffic::use_traffic(|| None);
     view! {
         <Title text="Overview"/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -307,7 +311,7 @@ fn HomePage() -> impl IntoView {
                         view! {
                             <p>
                                 {list.len()} " people: " {count(Role::Admin)} " admin, " {count(Role::Operator)}
-                                " operator, " {count(Role::Viewer)} " viewer."
+                                " operator, " {count(Role::Viewer)} " viewer. " <a href="/people">"See the people in your organization"</a>
                             </p>
                         }
                         .into_any()
@@ -321,11 +325,13 @@ fn HomePage() -> impl IntoView {
                         {me.role.as_str()} " (" {me.role.describe()} ")."
                     </p>
                     {summary}
-                    <p><a href="/people">"See the people in your organization"</a></p>
                 }
                 .into_any()
             })}
         </Suspense>
+        <h2>"Node health"</h2>
+        <traffic::FleetHealthView health/>
+        <traffic::TrafficSection traffic=fleet_traffic path="/".to_string()/>
     }
 }
 

@@ -170,6 +170,7 @@ pub fn NodePage() -> impl IntoView {
         |(name, ..)| get_node(name),
     );
     let pending_key = Resource::new(name, take_issued_key);
+    let traffic = super::traffic::use_traffic(move || Some(name()));
     view! {
         <Title text=move || format!("Node {}", name())/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -183,6 +184,7 @@ pub fn NodePage() -> impl IntoView {
                         let can_edit = me.role.can_operate();
                         view! {
                             <NodeStatus node=node.clone()/>
+                            <super::traffic::TrafficSection traffic path=format!("/nodes/{}", node.summary.name)/>
                             <NodeSettings node=node.clone() can_edit update enable drain/>
                             <NodeRouting node=node.clone() can_edit manual bgp mode/>
                             <NodeProvisioning node=node.clone() can_edit issue pending_key/>

@@ -121,6 +121,8 @@ pub struct PortalOptions {
     /// With `Tls::TestCa`: use this CA's files (from `make_test_ca`)
     /// instead of making a new CA, so a restarted portal is still trusted.
     pub test_ca: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    /// The token /metrics asks for; off without one.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for PortalOptions {
@@ -132,6 +134,7 @@ impl Default for PortalOptions {
             config_poll_secs: 15,
             port: None,
             test_ca: None,
+            metrics_token: None,
         }
     }
 }
@@ -260,6 +263,7 @@ impl TestPortal {
                     trust_forwarded_for: options.trust_forwarded_for,
                 },
                 agent_binary: agent_binary(),
+                metrics_token: options.metrics_token.clone(),
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();
