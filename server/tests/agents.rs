@@ -171,7 +171,20 @@ async fn agents_pull_acknowledge_and_report(backend: Backend) {
     let (status, body) = agent.applied(new_version + 5, None).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("never issued"));
-    agent.applied(new_version, None).await;
+    // A further change leaves "failed" behind: pending until the agent
+    // answers for the new version.
+    admin
+        .call(
+            "set_node_enabled",
+            &[("name", "edge1"), ("enabled", "true")],
+        )
+        .await
+        .unwrap();
+    let detail = node(&admin, "edge1").await;
+    assert_eq!(detail["config_state"], "pending");
+    assert_eq!(detail["apply_error"], Value::Null);
+    let latest = detail["config_version"].as_i64().unwrap();
+    agent.applied(latest, None).await;
     assert_eq!(node(&admin, "edge1").await["config_state"], "applied");
 
     // A report: health, drives and totals on the node's page.
@@ -574,7 +587,7 @@ async fn operators_see_why_a_subscriber_goes_where_it_goes(backend: Backend) {
     let (status, body) = api.get("/api/v1/steer/explain?client=10.1.9.9").await;
     assert_eq!(status, 200);
     assert_eq!(body["chosen"], "alpha");
-    let other = other_org_admin(&portal).await;
+    let other = second_org_admin(&portal, "other", "other admin pw 1").await;
     let other_api = Api::for_client(&other).await;
     let (_, body) = other_api.get("/api/v1/steer/explain?client=10.1.9.9").await;
     assert_eq!(body["chosen"], Value::Null);
@@ -613,27 +626,4 @@ async fn operators_see_why_a_subscriber_goes_where_it_goes(backend: Backend) {
         assert_eq!(res.status(), 302);
         assert_eq!(res.headers()["location"], url);
     }
-}
-
-/// An administrator of a second organization on the same portal, signed in.
-async fn other_org_admin(portal: &TestPortal) -> Client {
-    let hash = app::backend::passwords::hash("other admin pw 1".into())
-        .await
-        .unwrap();
-    app::backend::accounts::create_org(
-        &portal.db,
-        app::backend::accounts::NewOrg {
-            org_name: "Second ISP",
-            admin_username: "other",
-            admin_password_hash: &hash,
-            must_change_password: false,
-            is_first_run: false,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let client = portal.client();
-    client.login("other", "other admin pw 1").await.unwrap();
-    client
 }

@@ -235,24 +235,7 @@ async fn manual_routing_is_all_or_nothing(backend: Backend) {
     assert_eq!(shared["shared_with"], json!(["edge02"]));
 
     // Another organization cannot claim an overlapping block.
-    let hash = app::backend::passwords::hash("second admin pw".into())
-        .await
-        .unwrap();
-    app::backend::accounts::create_org(
-        &portal.db,
-        app::backend::accounts::NewOrg {
-            org_name: "Second ISP",
-            admin_username: "bob",
-            admin_password_hash: &hash,
-            must_change_password: false,
-            is_first_run: false,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let bob = portal.client();
-    bob.login("bob", "second admin pw").await.unwrap();
+    let bob = second_org_admin(&portal, "bob", "second admin pw").await;
     create_node(&bob, "edge01", "198.18.0.1").await.unwrap();
     let clash = bob
         .call(
@@ -642,24 +625,7 @@ async fn organizations_cannot_see_each_others_nodes(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let (portal, admin) = set_up_portal(&test_db).await;
     create_node(&admin, "edge01", "203.0.113.10").await.unwrap();
-    let hash = app::backend::passwords::hash("second admin pw".into())
-        .await
-        .unwrap();
-    app::backend::accounts::create_org(
-        &portal.db,
-        app::backend::accounts::NewOrg {
-            org_name: "Second ISP",
-            admin_username: "bob",
-            admin_password_hash: &hash,
-            must_change_password: false,
-            is_first_run: false,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let bob = portal.client();
-    bob.login("bob", "second admin pw").await.unwrap();
+    let bob = second_org_admin(&portal, "bob", "second admin pw").await;
     let bob_api = Api::for_client(&bob).await;
 
     assert_eq!(bob_api.get("/api/v1/nodes").await.1, json!([]));

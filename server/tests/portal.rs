@@ -455,24 +455,7 @@ async fn organizations_cannot_see_or_touch_each_other(backend: Backend) {
     let alice_id = admin_a.person_id("alice").await;
 
     // A second organization, as `lastmile-portal create-org` makes it.
-    let hash = app::backend::passwords::hash("second admin pw".into())
-        .await
-        .unwrap();
-    app::backend::accounts::create_org(
-        &portal.db,
-        app::backend::accounts::NewOrg {
-            org_name: "Second ISP",
-            admin_username: "bob",
-            admin_password_hash: &hash,
-            must_change_password: false,
-            is_first_run: false,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let admin_b = portal.client();
-    admin_b.login("bob", "second admin pw").await.unwrap();
+    let admin_b = second_org_admin(&portal, "bob", "second admin pw").await;
     assert_eq!(admin_b.whoami().await["org_name"], "Second ISP");
 
     // B sees only B.

@@ -57,35 +57,24 @@ pub async fn config(
     .bind(node_id)
     .fetch_one(&db.pool)
     .await?;
-    let drives =
-        sqlx::query("SELECT path, size_gb FROM node_drives WHERE node_id = $1 ORDER BY position")
-            .bind(node_id)
-            .fetch_all(&db.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(DriveSpec {
-                    path: r.try_get("path")?,
-                    size_gb: r.try_get::<i64, _>("size_gb")?.max(0) as u64,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let drives = nodes::drives(db, node_id)
+        .await?
+        .into_iter()
+        .map(|d| DriveSpec {
+            path: d.path,
+            size_gb: d.size_gb.max(0) as u64,
+        })
+        .collect();
     let routing = match row.try_get::<String, _>("routing_mode")?.as_str() {
         "bgp" => {
-            let neighbors = sqlx::query(
-                "SELECT address, asn FROM bgp_neighbors WHERE node_id = $1 ORDER BY id",
-            )
-            .bind(node_id)
-            .fetch_all(&db.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(BgpNeighbor {
-                    address: r.try_get("address")?,
-                    asn: r.try_get::<i64, _>("asn")? as u32,
+            let neighbors = nodes::neighbors(db, node_id)
+                .await?
+                .into_iter()
+                .map(|n| BgpNeighbor {
+                    address: n.address,
+                    asn: n.asn,
                 })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                .collect();
             Routing::Bgp {
                 asn: row.try_get::<Option<i64>, _>("bgp_asn")?.unwrap_or(0) as u32,
                 neighbors,

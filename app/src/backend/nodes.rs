@@ -74,11 +74,16 @@ pub async fn bump_routing_generation(tx: &mut Transaction<'_, Any>) -> Result<()
     Ok(())
 }
 
+/// A new configuration version for the agent. The reason the previous one
+/// failed no longer describes the node: it is pending until the agent
+/// answers for the new one.
 async fn bump_config(tx: &mut Transaction<'_, Any>, node_id: i64) -> Result<(), AppError> {
-    sqlx::query("UPDATE nodes SET config_version = config_version + 1 WHERE id = $1")
-        .bind(node_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE nodes SET config_version = config_version + 1, apply_error = NULL WHERE id = $1",
+    )
+    .bind(node_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -166,19 +171,7 @@ pub async fn detail(
     let node_id: i64 = row.try_get("id")?;
     let summary = summary_from_row(&row, now_ms(), offline_after_ms)?;
 
-    let drives =
-        sqlx::query("SELECT path, size_gb FROM node_drives WHERE node_id = $1 ORDER BY position")
-            .bind(node_id)
-            .fetch_all(&db.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Drive {
-                    path: r.try_get("path")?,
-                    size_gb: r.try_get("size_gb")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let drives = drives(db, node_id).await?;
 
     // The node's blocks, and which other nodes of the organization serve the
     // same block.
@@ -204,19 +197,7 @@ pub async fn detail(
         }
     }
 
-    let bgp_neighbors =
-        sqlx::query("SELECT address, asn FROM bgp_neighbors WHERE node_id = $1 ORDER BY id")
-            .bind(node_id)
-            .fetch_all(&db.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Neighbor {
-                    address: r.try_get("address")?,
-                    asn: u32::try_from(r.try_get::<i64, _>("asn")?).unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let bgp_neighbors = neighbors(db, node_id).await?;
 
     let key = sqlx::query(
         "SELECT created_at, expires_at, created_by, used_at FROM registration_keys \
@@ -263,6 +244,39 @@ pub async fn detail(
         totals: totals(db, node_id).await?,
         learned: learned_summary(db, node_id).await?,
     })
+}
+
+/// The node's cache drives, in the order the operator gave them.
+pub async fn drives(db: &Db, node_id: i64) -> Result<Vec<Drive>, AppError> {
+    let rows =
+        sqlx::query("SELECT path, size_gb FROM node_drives WHERE node_id = $1 ORDER BY position")
+            .bind(node_id)
+            .fetch_all(&db.pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Drive {
+                path: r.try_get("path")?,
+                size_gb: r.try_get("size_gb")?,
+            })
+        })
+        .collect()
+}
+
+/// The routers the node peers with, in the order the operator gave them.
+pub async fn neighbors(db: &Db, node_id: i64) -> Result<Vec<Neighbor>, AppError> {
+    let rows = sqlx::query("SELECT address, asn FROM bgp_neighbors WHERE node_id = $1 ORDER BY id")
+        .bind(node_id)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Neighbor {
+                address: r.try_get("address")?,
+                asn: u32::try_from(r.try_get::<i64, _>("asn")?).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// A JSON column the portal itself wrote from a checked report.
@@ -473,27 +487,40 @@ pub async fn update(
     Ok(())
 }
 
-pub async fn set_enabled(
+/// A switch on a node that an operator flips.
+enum Switch {
+    /// A disabled node stops serving: its agent must know.
+    Enabled(bool),
+    /// Draining takes a node out of steering for new clients while it
+    /// keeps serving those it has, for maintenance without cutting
+    /// downloads short. Nothing changes for the agent.
+    Draining(bool),
+}
+
+async fn flip(
     db: &Db,
     actor: &Actor,
     org_id: i64,
     name: &str,
-    enabled: bool,
+    switch: Switch,
 ) -> Result<(), AppError> {
+    let (column, on, action, verb) = match switch {
+        Switch::Enabled(true) => ("enabled", true, "node.enable", "enabled"),
+        Switch::Enabled(false) => ("enabled", false, "node.disable", "disabled"),
+        Switch::Draining(true) => ("draining", true, "node.drain", "started draining"),
+        Switch::Draining(false) => ("draining", false, "node.undrain", "stopped draining"),
+    };
     let mut tx = db.pool.begin().await?;
     let node_id = lock_node(&mut tx, org_id, name).await?;
-    sqlx::query("UPDATE nodes SET enabled = $1 WHERE id = $2")
-        .bind(enabled as i64)
+    // The column comes from the fixed list above.
+    sqlx::query(&format!("UPDATE nodes SET {column} = $1 WHERE id = $2"))
+        .bind(on as i64)
         .bind(node_id)
         .execute(&mut *tx)
         .await?;
-    bump_config(&mut tx, node_id).await?;
-    let action = if enabled {
-        "node.enable"
-    } else {
-        "node.disable"
-    };
-    let verb = if enabled { "enabled" } else { "disabled" };
+    if column == "enabled" {
+        bump_config(&mut tx, node_id).await?;
+    }
     audit::record(
         &mut *tx,
         org_id,
@@ -506,9 +533,16 @@ pub async fn set_enabled(
     Ok(())
 }
 
-/// Draining takes a node out of steering for new clients while it keeps
-/// serving those it has: for maintenance without cutting downloads short.
-/// Nothing changes for the agent, so its configuration stays as it is.
+pub async fn set_enabled(
+    db: &Db,
+    actor: &Actor,
+    org_id: i64,
+    name: &str,
+    enabled: bool,
+) -> Result<(), AppError> {
+    flip(db, actor, org_id, name, Switch::Enabled(enabled)).await
+}
+
 pub async fn set_draining(
     db: &Db,
     actor: &Actor,
@@ -516,28 +550,7 @@ pub async fn set_draining(
     name: &str,
     draining: bool,
 ) -> Result<(), AppError> {
-    let mut tx = db.pool.begin().await?;
-    let node_id = lock_node(&mut tx, org_id, name).await?;
-    sqlx::query("UPDATE nodes SET draining = $1 WHERE id = $2")
-        .bind(draining as i64)
-        .bind(node_id)
-        .execute(&mut *tx)
-        .await?;
-    let (action, verb) = if draining {
-        ("node.drain", "started draining")
-    } else {
-        ("node.undrain", "stopped draining")
-    };
-    audit::record(
-        &mut *tx,
-        org_id,
-        actor,
-        action,
-        &format!("{verb} node {name}"),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    flip(db, actor, org_id, name, Switch::Draining(draining)).await
 }
 
 pub async fn delete(db: &Db, actor: &Actor, org_id: i64, name: &str) -> Result<(), AppError> {

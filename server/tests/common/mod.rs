@@ -452,6 +452,31 @@ pub async fn set_up_portal(test_db: &TestDb) -> (TestPortal, Client) {
     (portal, admin)
 }
 
+/// Creates a second organization on the portal, as `lastmile-portal
+/// create-org` does, and returns a client signed in as its administrator
+/// (with their own password, ready to work).
+pub async fn second_org_admin(portal: &TestPortal, username: &str, password: &str) -> Client {
+    let hash = app::backend::passwords::hash(password.to_string())
+        .await
+        .unwrap();
+    app::backend::accounts::create_org(
+        &portal.db,
+        app::backend::accounts::NewOrg {
+            org_name: "Second ISP",
+            admin_username: username,
+            admin_password_hash: &hash,
+            must_change_password: false,
+            is_first_run: false,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    let client = portal.client();
+    client.login(username, password).await.unwrap();
+    client
+}
+
 /// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_backends {
