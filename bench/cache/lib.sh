@@ -53,6 +53,7 @@ make_content() {
 write_nginx_configs() {
   cat > "$BENCH_DIR/origin.conf" <<CONF
 worker_processes 1;
+worker_rlimit_nofile 65536;
 user root;
 pid $BENCH_DIR/origin.pid;
 error_log $BENCH_DIR/origin-error.log warn;
@@ -76,6 +77,7 @@ http {
 CONF
   cat > "$BENCH_DIR/peer.conf" <<CONF
 worker_processes 1;
+worker_rlimit_nofile 65536;
 user root;
 pid $BENCH_DIR/peer.pid;
 error_log $BENCH_DIR/peer-error.log warn;

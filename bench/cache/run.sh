@@ -6,12 +6,14 @@
 #   bench/cache/run.sh [warm] [herd] [deep] [memory]    (default: all four)
 #
 # Environment: BENCH_DIR (default /tmp/lastmile-bench, needs ~13 GB),
-# ROUNDS (warm-hit rounds per connection count, default 3), DURATION (seconds
+# ROUNDS (warm-hit rounds per connection count, default 5), DURATION (seconds
 # per wrk run, default 10), MEMORY_SECONDS (how long the 256 downloads run;
-# 0 = until they finish, default 120). Results go to $BENCH_DIR/results.md.
+# 0 = until they finish, default 120), SERVERS (for herd, deep and memory:
+# default "nginx lastmile"). Results go to $BENCH_DIR/results.md.
 source "$(dirname "$0")/lib.sh"
 
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
+SERVERS="${SERVERS:-nginx lastmile}"
 DURATION="${DURATION:-10}"
 MEMORY_SECONDS="${MEMORY_SECONDS:-120}"
 RESULTS="$BENCH_DIR/results.md"
@@ -117,7 +119,7 @@ herd() {
     echo "| server | TTFB p50 ms | TTFB p99 ms | TTFB max ms | full-size bodies | cached copy correct | origin bytes / object | server CPU s/GB |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   } >> "$RESULTS"
-  for server in nginx lastmile; do
+  for server in $SERVERS; do
     start_servers
     local out="$BENCH_DIR/herd-$server.txt" config="$BENCH_DIR/herd-$server.curl"
     : > "$config"
@@ -159,7 +161,7 @@ deep() {
   local base=$((3584 * 1048576))
   for offset in 0 524288; do
     local first=$((base + offset)) last=$((base + offset + 1048575))
-    for server in nginx lastmile; do
+    for server in $SERVERS; do
       start_servers
       local got want correct obytes
       got="$(curl -s -r "$first-$last" -H "$(host_header_of "$server")" "$(url_of "$server" 4g.bin)" | sha256sum | cut -d' ' -f1)"
@@ -188,7 +190,7 @@ memory() {
     echo "| server | max RSS MiB | bytes served | origin bytes | server CPU s/GB |"
     echo "| --- | --- | --- | --- | --- |"
   } >> "$RESULTS"
-  for server in nginx lastmile; do
+  for server in $SERVERS; do
     start_servers
     local pid cpu0 cpu1 max=0 out="$BENCH_DIR/memory-$server"
     rm -rf "$out"; mkdir -p "$out"

@@ -958,6 +958,69 @@ async fn the_egress_limit_slows_every_client() {
         "{:?}",
         started.elapsed()
     );
+
+    // Turns are shared: a small download that starts while a big one runs
+    // is not stuck behind it (the big one needs a second at least).
+    let big_body = content(98, 16 * SLICE as usize);
+    origin.put("/big", OriginObject::new(big_body.clone(), "\"b\""));
+    let addr = node.addr;
+    let big = tokio::spawn(async move { get(addr, "/big").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let small = get_range(node.addr, "/slow", "bytes=0-8191").await;
+    expect_bytes(&small, &body[..8192]);
+    assert!(
+        !big.is_finished(),
+        "the small download waited for the big one"
+    );
+    expect_bytes(&big.await.unwrap(), &big_body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_spread_over_drives_each_within_its_quota() {
+    let (origin, dir, first) = setup().await;
+    let second = drive(&dir, "d2");
+    let quota = 12 * (SLICE + 4096);
+    let mut settings = config(&first, &origin);
+    settings.drives = vec![
+        DriveConfig {
+            path: first.clone(),
+            quota_bytes: quota,
+        },
+        DriveConfig {
+            path: second.clone(),
+            quota_bytes: quota,
+        },
+    ];
+    let node = Node::start(settings.clone()).await;
+    let body = content(99, 20 * SLICE as usize);
+    origin.put("/spread", OriginObject::new(body.clone(), "\"s\""));
+    expect_bytes(&get(node.addr, "/spread").await, &body);
+    node.settle().await;
+    let (on_first, on_second) = (slice_files(&first).len(), slice_files(&second).len());
+    assert!(
+        on_first > 0 && on_second > 0,
+        "{on_first} and {on_second} slices"
+    );
+    assert_eq!(on_first + on_second, 20);
+    for d in [&first, &second] {
+        assert!(drive_usage(d) <= quota);
+    }
+    let usage = node.cache.counters().drives;
+    assert_eq!(usage.len(), 2);
+    assert!(usage
+        .iter()
+        .all(|d| d.used_bytes <= d.quota_bytes && d.writable));
+
+    // Without the second drive the object is still served whole (what was
+    // on it is fetched again, onto the first), within the first's quota.
+    settings.drives.truncate(1);
+    node.cache.apply(settings.clone()).await.unwrap();
+    expect_bytes(&get(node.addr, "/spread").await, &body);
+    node.settle().await;
+    assert!(drive_usage(&first) <= quota);
+    assert_eq!(node.cache.counters().drives.len(), 1);
+    // The second drive's files stay where they are.
+    assert_eq!(slice_files(&second).len(), on_second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
