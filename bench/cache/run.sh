@@ -9,14 +9,14 @@
 # ROUNDS (warm-hit rounds per connection count, default 5), DURATION (seconds
 # per wrk run, default 10), MEMORY_SECONDS (how long the 256 downloads run;
 # 0 = until they finish, default 120), SERVERS (for herd, deep and memory:
-# default "nginx lastmile"). Results go to $BENCH_DIR/results.md.
+# default "nginx lastmile"), RESULTS (default $BENCH_DIR/results.md).
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
 SERVERS="${SERVERS:-nginx lastmile}"
 DURATION="${DURATION:-10}"
 MEMORY_SECONDS="${MEMORY_SECONDS:-120}"
-RESULTS="$BENCH_DIR/results.md"
+RESULTS="${RESULTS:-$BENCH_DIR/results.md}"
 SLICE=1048576
 
 need nginx wrk curl openssl taskset

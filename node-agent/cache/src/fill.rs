@@ -68,8 +68,18 @@ pub(crate) enum FillFailure {
 }
 
 impl FillFailure {
+    /// A fetch that broke off or stalled is worth another (which is how a
+    /// waiter takes over); an origin that cannot be reached or does not
+    /// answer in time is not: the client hears so at once.
     pub(crate) fn retryable(&self) -> bool {
-        matches!(self, FillFailure::Origin(_) | FillFailure::Abandoned)
+        match self {
+            FillFailure::Origin(e) => matches!(
+                e,
+                OriginError::Stalled { .. } | OriginError::Protocol { .. }
+            ),
+            FillFailure::Abandoned => true,
+            _ => false,
+        }
     }
 }
 
