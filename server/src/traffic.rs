@@ -153,10 +153,10 @@ pub async fn browser_export(
     if query.format.is_some() {
         return Err(AppError::invalid("The format is in the file name: .csv or .json.").into());
     }
-    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    let cookies = traffic::cookie_header(headers);
     let node = query.node.clone().filter(|n| !n.trim().is_empty());
     let (report, chart) =
-        export_report(&state, me.org_id, node.as_deref(), &query, cookies).await?;
+        export_report(&state, me.org_id, node.as_deref(), &query, Some(&cookies)).await?;
     Ok(export_response(&report, chart, format, true))
 }
 

@@ -22,14 +22,10 @@ pub async fn get_traffic(
 ) -> Result<TrafficReport, AppError> {
     let me = ctx::require(|_| true, "see traffic")?;
     let state = ctx::state()?;
-    let cookies = use_context::<http::request::Parts>().and_then(|parts| {
-        parts
-            .headers
-            .get(http::header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
-    let zone = traffic::viewer_zone(tz.as_deref(), cookies.as_deref())?;
+    let cookies = use_context::<http::request::Parts>()
+        .map(|parts| traffic::cookie_header(&parts.headers))
+        .unwrap_or_default();
+    let zone = traffic::viewer_zone(tz.as_deref(), Some(&cookies))?;
     let node = node.filter(|n| !n.trim().is_empty());
     traffic::report(
         &state.db,

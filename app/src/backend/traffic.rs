@@ -492,6 +492,17 @@ fn parse_moment(raw: &str, zone: &ViewerZone, which: &str) -> Result<i64, AppErr
         })
 }
 
+/// Every cookie of a request in one `Cookie` header's form. Over HTTP/2
+/// browsers send each cookie as a header field of its own.
+pub fn cookie_header(headers: &http::HeaderMap) -> String {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The zone to label times in: `explicit` (a `tz` parameter; an unknown
 /// one is an error), else the one the browser reported in the time-zone
 /// cookie among `cookies` (a `Cookie` header; an unknown one is ignored),
@@ -1311,6 +1322,24 @@ mod tests {
             "UTC"
         );
         assert!(viewer_zone(Some("Nowhere/Else"), cookies).is_err());
+    }
+
+    #[test]
+    fn cookies_split_over_several_header_fields_are_all_read() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            http::header::COOKIE,
+            "lastmile_session=abc".parse().unwrap(),
+        );
+        headers.append(
+            http::header::COOKIE,
+            "lastmile_tz=Asia/Tokyo".parse().unwrap(),
+        );
+        let cookies = cookie_header(&headers);
+        assert_eq!(
+            viewer_zone(None, Some(&cookies)).unwrap().name,
+            "Asia/Tokyo"
+        );
     }
 
     #[test]
