@@ -17,11 +17,13 @@ let portal: Portal | undefined;
  * Gives the calling test file a fresh portal (empty database), started
  * before its first test and stopped after its last. The file's tests are
  * one story told in order (setup comes first), so they run serially.
+ * `args` go on the portal's command line (such as short report intervals
+ * for tests with a real agent).
  */
-export function useFreshPortal(): void {
+export function useFreshPortal(options: { args?: string[] } = {}): void {
   test.describe.configure({ mode: 'serial' });
   test.beforeAll(async () => {
-    portal = await startPortal();
+    portal = await startPortal(options.args);
   });
   test.afterAll(async () => {
     await portal?.stop();
@@ -32,6 +34,12 @@ export function useFreshPortal(): void {
       await testInfo.attach('portal output', { body: portal.output(), contentType: 'text/plain' });
     }
   });
+}
+
+/** The calling file's portal, https://127.0.0.1:PORT (for hooks, which have no `baseURL`). */
+export function portalUrl(): string {
+  if (!portal) throw new Error('no portal: call useFreshPortal() in the test file');
+  return portal.url;
 }
 
 export interface Person {

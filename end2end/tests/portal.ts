@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export const SETUP_CODE = 'e2e-setup-7f3k9q';
 
@@ -37,8 +37,20 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-export async function startPortal(): Promise<Portal> {
+/**
+ * The node agent the portal serves to install scripts: LASTMILE_AGENT_BIN,
+ * or `lastmile-agent` beside the portal binary (scripts/build-site builds
+ * both). `undefined` when there is none: only tests with an agent need it.
+ */
+export function agentBinaryPath(): string | undefined {
+  const bin = process.env.LASTMILE_AGENT_BIN ?? join(dirname(portalBinary()), 'lastmile-agent');
+  return existsSync(bin) ? bin : undefined;
+}
+
+/** `extraArgs` are appended to the portal's command line. */
+export async function startPortal(extraArgs: string[] = []): Promise<Portal> {
   const dataDir = mkdtempSync(join(tmpdir(), 'lastmile-e2e-'));
+  const agent = agentBinaryPath();
   // Port 0: the kernel picks a free port, and the portal prints which one.
   // Picking a port here and passing it on would race with other test
   // workers and other people's test runs on the same machine.
@@ -49,6 +61,8 @@ export async function startPortal(): Promise<Portal> {
       '--self-signed',
       '--listen', '127.0.0.1:0',
       '--setup-code', SETUP_CODE,
+      ...(agent ? ['--agent-binary', agent] : []),
+      ...extraArgs,
     ],
     {
       env: { ...process.env, LASTMILE_LOG: process.env.LASTMILE_LOG ?? 'warn' },
