@@ -370,7 +370,8 @@ pub async fn record_report_at(
     };
 
     let mut effects = ReportEffects::default();
-    let mut tx = db.pool.begin().await?;
+    let _turn = db.write_turn().await;
+    let mut tx = db.begin_write().await?;
     let (delta, since) = add_counters(&mut tx, node.id, report, now).await?;
     effects.delta = delta;
     traffic::record(

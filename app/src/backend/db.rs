@@ -20,6 +20,10 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// On SQLite, one writer at a time anyway: hot write paths take turns
+    /// here (see [`Db::write_turn`]) rather than in SQLite's busy handler,
+    /// which sleeps and retries.
+    write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -80,7 +84,39 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            write_turns: Default::default(),
+        })
+    }
+}
+
+impl Db {
+    /// This process's turn to write, on SQLite (on PostgreSQL, writers run
+    /// side by side and this is `None`). Hold it around a busy write path's
+    /// transaction: waiting writers are then woken the moment the previous
+    /// one commits, instead of sleeping in SQLite's busy handler. Measured
+    /// with agent reports at about 2,300 a second: the slowest 1 % took
+    /// 244 ms without it and 26 ms with it (bench/traffic).
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_turns.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a transaction that reads first and writes
+    /// later fails with "database is locked", without waiting, whenever
+    /// another connection wrote in between, which under concurrent agent
+    /// reports is most of the time. Waiting for the lock up front queues
+    /// writers behind the busy timeout instead.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 }
 
