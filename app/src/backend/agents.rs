@@ -370,21 +370,6 @@ pub async fn record_report_at(
     };
 
     let mut effects = ReportEffects::default();
-    let _turn = db.write_turn().await;
-    let mut tx = db.begin_write().await?;
-    let (delta, since) = add_counters(&mut tx, node.id, report, now).await?;
-    effects.delta = delta;
-    traffic::record(
-        &mut tx,
-        node.org_id,
-        node.id,
-        &delta,
-        since,
-        now,
-        &settings.traffic_retention,
-    )
-    .await?;
-
     let sessions = report
         .bgp
         .as_ref()
@@ -392,6 +377,12 @@ pub async fn record_report_at(
         .transpose()
         .map_err(AppError::internal)?
         .unwrap_or_else(|| "[]".into());
+    let _turn = db.write_turn().await;
+    let mut tx = db.pool.begin().await?;
+    // A write first: on SQLite it takes the write lock (waiting for it if
+    // need be) before anything is read. A transaction that read first
+    // would fail with "database is locked", without waiting, whenever
+    // another connection wrote before its first write.
     sqlx::query(
         "UPDATE nodes SET last_seen_at = $1, agent_version = $2, data_port = $3, serving = $4, \
          problems = $5, drive_usage = $6, bgp_sessions = $7 WHERE id = $8",
@@ -405,6 +396,18 @@ pub async fn record_report_at(
     .bind(sessions)
     .bind(node.id)
     .execute(&mut *tx)
+    .await?;
+    let (delta, since) = add_counters(&mut tx, node.id, report, now).await?;
+    effects.delta = delta;
+    traffic::record(
+        &mut tx,
+        node.org_id,
+        node.id,
+        &delta,
+        since,
+        now,
+        &settings.traffic_retention,
+    )
     .await?;
 
     if let Some((update, announced, withdrawn)) = routes {

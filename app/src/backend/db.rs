@@ -105,19 +105,6 @@ impl Db {
             Backend::Postgres => None,
         }
     }
-
-    /// A transaction that will write. On SQLite it takes the write lock at
-    /// once (`BEGIN IMMEDIATE`): a transaction that reads first and writes
-    /// later fails with "database is locked", without waiting, whenever
-    /// another connection wrote in between, which under concurrent agent
-    /// reports is most of the time. Waiting for the lock up front queues
-    /// writers behind the busy timeout instead.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
-    }
 }
 
 /// Makes sure the SQLite file's folder exists and that the file is created on
