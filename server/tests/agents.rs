@@ -559,6 +559,9 @@ async fn operators_see_why_a_subscriber_goes_where_it_goes(backend: Backend) {
     a.report(report("a", 0, 0, 0)).await;
     c.report(report("c", 0, 0, 0)).await;
     steer_until(&portal, "10.1.9.9", |x| first_node(x) == "alpha").await;
+    // Health is reloaded every second: wait until gamma's report is in it
+    // too, not only alpha's.
+    steer_until(&portal, "10.200.0.1", |x| first_node(x) == "gamma").await;
 
     let explained = admin
         .call("explain_steering", &[("client", "10.1.9.9")])
