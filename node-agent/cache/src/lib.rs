@@ -38,6 +38,13 @@
 //! `CacheConfig::default()` (a disabled cache, whose data path answers 503
 //! so clients use the CDN) and keep calling [`Cache::apply`].
 //!
+//! [`CacheConfig::allowed_hosts`] is the complete list: start from
+//! [`default_allowed_hosts`] and add the operator's. The embedding process
+//! should raise its soft open-file limit to the hard one (every client
+//! connection, origin connection and open slice is a descriptor; the
+//! standalone binary does this at start) and may run any tokio runtime: a
+//! multi-threaded one uses every core.
+//!
 //! # Requests
 //!
 //! `GET` and `HEAD`. The origin host comes from the `cacheHostOrigin` query
@@ -96,14 +103,20 @@
 //!
 //! One origin fetch per slice however many clients want it; a fetch runs
 //! as its own task, writing to its temporary file, and every client sends
-//! from that file what has arrived so far. A fetch that fails, or that
+//! from that file what has arrived so far. A fetch that breaks off, or that
 //! sends nothing for [`OriginConfig::stall_timeout`], is replaced by a new
-//! fetch started by one of its waiters, and each waiter carries on from the
-//! byte it had reached. While a response streams a slice from the origin,
-//! the next slice it needs is fetched too. At most
+//! fetch started by one of its waiters (at most three tries per slice per
+//! response), and each waiter carries on from the byte it had reached. An
+//! origin that cannot be reached or does not answer within its timeouts is
+//! reported at once (502 / 504), not retried. While a response sends slice
+//! N, the slices up to N + [`CacheConfig::readahead_slices`] (4) that it
+//! will need are fetched already, never past the requested range. At most
 //! [`CacheConfig::max_concurrent_fills`] fetches run at once. Memory does
 //! not grow with object size: hits go from file to socket with sendfile,
-//! misses through the slice's file.
+//! misses through the slice's file. The data path writes HTTP/1.1 itself
+//! (parsing with httparse) because hyper cannot send from a file
+//! descriptor; reading into buffers cost 2.2 times the CPU per GB
+//! (docs/benchmarks.md). The origin side uses hyper's client.
 //!
 //! [`CacheConfig::egress_limit_bits_per_sec`] limits the node's egress; all
 //! responses draw from one bucket in turns of about 10 ms of the limit, so
