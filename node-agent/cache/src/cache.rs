@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{validate, ActiveConfig, ApplyError, CacheConfig, DriveConfig};
 use crate::eviction::{EvictionPolicy, S3Fifo};
-use crate::fill::{interpret, now_ns, run_fill, Fetched, Fill, FillFailure, Phase};
+use crate::fill::{interpret, now_ns, run_fill, Fetched, Fill, FillFailure, Observation, Phase};
 use crate::key::{KeyHash, ObjectTarget};
 use crate::limiter::EgressLimiter;
 use crate::metrics::{Counters, DriveUsage, Meters};
@@ -108,7 +108,9 @@ pub(crate) struct ObjectView {
 
 struct Object {
     version: Arc<Version>,
-    observed_at_ns: u64,
+    /// When an answer with this identity first came back: an answer with
+    /// another identity replaces it only if its request left later.
+    first_seen_ns: u64,
     fresh_until: Instant,
     /// Slices of it in the index; the object is forgotten at zero.
     slices: u64,
@@ -377,6 +379,14 @@ impl Cache {
         })
     }
 
+    /// Whether the index's version of the object is `version`.
+    pub(crate) fn holds_version(&self, key: KeyHash, version: &Version) -> bool {
+        self.lock()
+            .objects
+            .get(&key)
+            .is_some_and(|o| o.version.same_as(version))
+    }
+
     pub(crate) fn slice_cached(&self, key: KeyHash, version: &Version, index: u64) -> bool {
         let state = self.lock();
         let id = SliceId { key, index };
@@ -402,14 +412,14 @@ impl Cache {
     }
 
     /// Records what an origin said about an object: the same identity
-    /// extends its freshness; another identity, newer than what the index
-    /// holds, drops the cached copy. Returns the cached version when the
-    /// identity matched.
+    /// extends its freshness; another identity, asked for after the cached
+    /// one was seen, drops the cached copy (see [`Observation`]). Returns
+    /// the cached version when the identity matched.
     pub(crate) fn observe(
         &self,
         target: &ObjectTarget,
         version: &Version,
-        observed_at_ns: u64,
+        seen: Observation,
         freshness: Option<Duration>,
     ) -> Option<Arc<Version>> {
         let fresh_for = freshness.unwrap_or(self.active().default_freshness);
@@ -419,10 +429,9 @@ impl Cache {
             match state.objects.get_mut(&target.hash) {
                 Some(object) if object.version.identity == version.identity => {
                     object.fresh_until = freshness_deadline(fresh_for);
-                    object.observed_at_ns = object.observed_at_ns.max(observed_at_ns);
                     Some(object.version.clone())
                 }
-                Some(object) if object.observed_at_ns <= observed_at_ns => {
+                Some(object) if seen.requested_at_ns > object.first_seen_ns => {
                     tracing::info!(
                         key = %target.key,
                         old = ?object.version.identity,
@@ -436,7 +445,7 @@ impl Cache {
                         target.hash,
                         Object {
                             version: Arc::new(version.clone()),
-                            observed_at_ns,
+                            first_seen_ns: seen.answered_at_ns,
                             fresh_until: freshness_deadline(fresh_for),
                             slices: 0,
                         },
@@ -621,7 +630,15 @@ impl Cache {
             return Ok(Started::OnDisk);
         }
         if let Some(fill) = state.inflight.get(&id) {
-            if !fill.has_failed() {
+            // A fetch that answered with another version than the one asked
+            // for (a late answer from before the object changed) is no use:
+            // a new fetch takes its place in the map, and it finishes for
+            // its own waiters.
+            let same_version = match (version, fill.version()) {
+                (Some(wanted), Some(answered)) => answered.same_as(wanted),
+                _ => true,
+            };
+            if same_version && !fill.has_failed() {
                 self.meters.collapsed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Started::Fill(fill.clone()));
             }
@@ -777,11 +794,15 @@ impl Cache {
         target: &Arc<ObjectTarget>,
         slice_size: u64,
     ) -> Result<Arc<Version>, FillFailure> {
+        let requested_at_ns = now_ns();
         let response = self
             .origin_get(target, Some((0, 0)))
             .await
             .map_err(FillFailure::Origin)?;
-        let observed_at_ns = now_ns();
+        let seen = Observation {
+            requested_at_ns,
+            answered_at_ns: now_ns(),
+        };
         match interpret(response, 0, slice_size).await {
             Ok((answer, mut response)) => {
                 // A 206 of one byte is read to its end (the connection goes
@@ -792,8 +813,7 @@ impl Cache {
                         self.count_origin_bytes(chunk.len() as u64);
                     }
                 }
-                let cached =
-                    self.observe(target, &answer.version, observed_at_ns, answer.freshness);
+                let cached = self.observe(target, &answer.version, seen, answer.freshness);
                 Ok(cached.unwrap_or_else(|| Arc::new(answer.version)))
             }
             Err(FillFailure::Unsatisfiable { len: 0 }) => {
@@ -927,7 +947,9 @@ impl State {
         let key = fill.id.key;
         match self.objects.get(&key) {
             Some(object) if object.version.same_as(&fetched.version) => {}
-            Some(object) if object.observed_at_ns > fetched.observed_at_ns => {
+            // A stale answer from a request sent before the cached
+            // identity was seen.
+            Some(object) if fetched.seen.requested_at_ns <= object.first_seen_ns => {
                 return Publish::Refused
             }
             Some(_) => doomed.extend(self.drop_object(key)),
@@ -945,7 +967,7 @@ impl State {
         }
         let object = self.objects.entry(key).or_insert_with(|| Object {
             version: fetched.version.clone(),
-            observed_at_ns: fetched.observed_at_ns,
+            first_seen_ns: fetched.seen.answered_at_ns,
             fresh_until: freshness_deadline(fetched.fresh_for.unwrap_or(config.default_freshness)),
             slices: 0,
         });
@@ -966,19 +988,25 @@ impl State {
     /// identity wins (here and against other drives); the rest is deleted.
     fn adopt(&mut self, drive_index: usize, mut found: Vec<FoundSlice>) -> Vec<Doomed> {
         found.sort_by_key(|s| s.header.observed_at_ns);
-        let mut newest: HashMap<KeyHash, (u64, Version)> = HashMap::new();
+        // Per key: the identity of the latest answer, when that was, and
+        // when this identity was first seen.
+        let mut newest: HashMap<KeyHash, (Version, u64, u64)> = HashMap::new();
         for slice in &found {
-            newest.insert(
-                slice.header.key,
-                (slice.header.observed_at_ns, slice.header.version()),
-            );
+            let at = slice.header.observed_at_ns;
+            let version = slice.header.version();
+            match newest.get_mut(&slice.header.key) {
+                Some((known, latest, _)) if known.same_as(&version) => *latest = at,
+                _ => {
+                    newest.insert(slice.header.key, (version, at, at));
+                }
+            }
         }
         let mut doomed = Vec::new();
         let now = Instant::now();
-        for (key, (observed_at_ns, version)) in newest {
+        for (key, (version, latest_ns, first_seen_ns)) in newest {
             match self.objects.get(&key) {
                 Some(object) if object.version.same_as(&version) => continue,
-                Some(object) if object.observed_at_ns >= observed_at_ns => continue,
+                Some(object) if object.first_seen_ns >= latest_ns => continue,
                 Some(_) => doomed.extend(self.drop_object(key)),
                 None => {}
             }
@@ -986,7 +1014,7 @@ impl State {
                 key,
                 Object {
                     version: Arc::new(version),
-                    observed_at_ns,
+                    first_seen_ns,
                     // Unknown since when: ask the origin before serving.
                     fresh_until: now,
                     slices: 0,

@@ -120,10 +120,21 @@ pub(crate) struct Fill {
     pub(crate) published: AtomicBool,
 }
 
+/// When an origin was asked and when it answered (wall clock, ns). An
+/// answer with another identity than the cached one replaces it only if its
+/// request left after the cached identity was seen: requests in flight
+/// while an object changes come back in any order, and the older answers
+/// among them must not win.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Observation {
+    pub requested_at_ns: u64,
+    pub answered_at_ns: u64,
+}
+
 /// What a finished fetch hands to [`Cache::complete_fill`].
 pub(crate) struct Fetched {
     pub version: Arc<Version>,
-    pub observed_at_ns: u64,
+    pub seen: Observation,
     pub storable: bool,
     pub file_len: u64,
     /// From the origin's Cache-Control, when it said.
@@ -186,6 +197,11 @@ impl Fill {
         matches!(self.progress.borrow().phase, Phase::Failed(_))
     }
 
+    /// The version the origin answered with, once it has.
+    pub(crate) fn version(&self) -> Option<Arc<Version>> {
+        self.progress.borrow().version.clone()
+    }
+
     fn slice_start(&self) -> u64 {
         self.id.index * self.slice_size
     }
@@ -235,11 +251,15 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
     // Always the whole slice: the origin clamps the end to the object's
     // length, and the answer tells us that length.
     let last = start + fill.slice_size - 1;
+    let requested_at_ns = now_ns();
     let response = cache
         .origin_get(&fill.target, Some((start, last)))
         .await
         .map_err(FillFailure::Origin)?;
-    let observed_at_ns = now_ns();
+    let seen = Observation {
+        requested_at_ns,
+        answered_at_ns: now_ns(),
+    };
     let (answer, mut response) = interpret(response, start, fill.slice_size).await?;
     let version = Arc::new(answer.version);
     if start >= version.len() {
@@ -254,7 +274,7 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
             )));
         }
     }
-    cache.observe(&fill.target, &version, observed_at_ns, answer.freshness);
+    cache.observe(&fill.target, &version, seen, answer.freshness);
 
     let file = OpenOptions::new()
         .read(true)
@@ -319,14 +339,14 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
         content_type: version.content_type.clone(),
         data_len,
         data_crc: crc.finalize(),
-        observed_at_ns,
+        observed_at_ns: seen.answered_at_ns,
         key_text: fill.target.key.clone(),
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| FillFailure::Storage(format!("cannot write a slice: {e}")))?;
     Ok(Fetched {
         version,
-        observed_at_ns,
+        seen,
         storable: answer.storable,
         file_len: SLICE_HEADER_BYTES + data_len,
         fresh_for: answer.freshness,

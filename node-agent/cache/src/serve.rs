@@ -586,6 +586,20 @@ async fn send_body(
                     {
                         Ok(()) => break,
                         Err(FillEnd::Abort(abort)) => return Err(abort),
+                        // The fetch brought another version. If the cache
+                        // still holds ours, that was a late answer from
+                        // before the object changed: fetch again. Otherwise
+                        // the object changed under this response.
+                        Err(FillEnd::OtherVersion)
+                            if cache.holds_version(target.hash, version)
+                                && attempts < MAX_FILL_ATTEMPTS =>
+                        {
+                            attempts += 1;
+                            source = open(cache, target, version, index).await?;
+                        }
+                        Err(FillEnd::OtherVersion) => {
+                            return Err(Abort::Cut("object changed at the origin"))
+                        }
                         Err(FillEnd::Failed(failure))
                             if failure.retryable() && attempts < MAX_FILL_ATTEMPTS =>
                         {
@@ -702,6 +716,8 @@ async fn send_file(
 enum FillEnd {
     Abort(Abort),
     Failed(FillFailure),
+    /// The fetch answered with another version than the response's.
+    OtherVersion,
 }
 
 /// Sends bytes `*at..to` of a slice being fetched, as they arrive.
@@ -722,7 +738,7 @@ async fn stream_fill(
         let now = progress.borrow_and_update().clone();
         if let Some(answered) = &now.version {
             if !answered.same_as(version) {
-                return Err(FillEnd::Abort(Abort::Cut("object changed at the origin")));
+                return Err(FillEnd::OtherVersion);
             }
             let available = now.written.min(to);
             if available > *at {

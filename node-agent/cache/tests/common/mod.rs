@@ -69,6 +69,9 @@ pub struct Behavior {
     pub trickle: Option<Duration>,
     /// One more header line in content answers.
     pub extra_header: Option<String>,
+    /// These answers (numbered from 1 per path) are held back this long,
+    /// with the object as it was when the request arrived.
+    pub late_answers: (Vec<u32>, Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -219,8 +222,14 @@ async fn answer(
                 .insert(plain_path.clone(), replacement.clone());
         }
     }
+    // The object as it is when the request arrives, whatever happens while
+    // the answer is held back.
+    let object = state.objects.lock().unwrap().get(&plain_path).cloned();
     if !behavior.delay.is_zero() {
         tokio::time::sleep(behavior.delay).await;
+    }
+    if behavior.late_answers.0.contains(&answers) {
+        tokio::time::sleep(behavior.late_answers.1).await;
     }
     if let Some((status, body)) = &behavior.error {
         let head = format!(
@@ -230,7 +239,6 @@ async fn answer(
         return stream.write_all(head.as_bytes()).await.is_ok()
             && stream.write_all(body.as_bytes()).await.is_ok();
     }
-    let object = state.objects.lock().unwrap().get(&plain_path).cloned();
     let Some(object) = object else {
         let body = "no such object";
         let head = format!(
