@@ -23,7 +23,7 @@ use crate::limiter::EgressLimiter;
 use crate::metrics::{Counters, DriveUsage, Meters};
 use crate::origin::{OriginClient, OriginError, OriginResponse};
 use crate::store::{
-    check_drive, probe_writable, remove_files, scan_drive, slice_file_bytes, verify_slice,
+    check_drive, probe_writable, remove_file_quietly, scan_drive, slice_file_bytes, verify_slice,
     DriveShared, FoundSlice, Version,
 };
 
@@ -773,7 +773,7 @@ impl Cache {
         target: &Arc<ObjectTarget>,
         slice_size: u64,
     ) -> Result<Arc<Version>, FillFailure> {
-        let cell = self.lock().probes.entry(target.hash).or_default().clone();
+        let cell = self.lock().probe_cell(target.hash);
         let result = cell
             .get_or_init(|| self.probe_origin(target, slice_size))
             .await
@@ -831,7 +831,7 @@ impl Cache {
         }
         Some(tokio::task::spawn_blocking(move || {
             for d in doomed {
-                remove_files(std::slice::from_ref(&d.path));
+                remove_file_quietly(&d.path);
                 d.drive.deleting.fetch_sub(d.bytes, Ordering::AcqRel);
             }
         }))
@@ -839,6 +839,17 @@ impl Cache {
 }
 
 impl State {
+    /// The probe of `key` in progress, or a new one. A finished probe left
+    /// behind (its client went away before removing it) is old news and is
+    /// replaced.
+    fn probe_cell(&mut self, key: KeyHash) -> Arc<ProbeCell> {
+        let cell = self.probes.entry(key).or_default();
+        if cell.initialized() {
+            *cell = Arc::default();
+        }
+        cell.clone()
+    }
+
     /// Writable drives, best first for this slice (rendezvous hashing
     /// weighted by quota, so slices spread over drives in proportion).
     fn ranked_drives(&self, id: SliceId) -> Vec<usize> {
@@ -1135,5 +1146,27 @@ async fn recheck_drives(cache: Weak<Cache>) {
                 drive.writable.store(true, Ordering::Release);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_probe_is_never_reused() {
+        let mut state = State::default();
+        let key = KeyHash::of("origin.test/a");
+        let running = state.probe_cell(key);
+        assert!(
+            Arc::ptr_eq(&running, &state.probe_cell(key)),
+            "a running probe is shared"
+        );
+        running
+            .set(Ok(Arc::new(Version::length_only(1, 4096))))
+            .unwrap();
+        let next = state.probe_cell(key);
+        assert!(!Arc::ptr_eq(&running, &next));
+        assert!(!next.initialized());
     }
 }

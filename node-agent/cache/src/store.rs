@@ -495,13 +495,11 @@ pub(crate) fn verify_slice(file: &File, expected: &Version, index: u64) -> io::R
     Ok(at - SLICE_HEADER_BYTES == header.data_len && hasher.finalize() == header.data_crc)
 }
 
-/// Removes files (blocking); missing ones are fine.
-pub(crate) fn remove_files(paths: &[PathBuf]) {
-    for path in paths {
-        if let Err(e) = fs::remove_file(path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "could not delete a cache file");
-            }
+/// Removes a file (blocking); a missing one is fine.
+pub(crate) fn remove_file_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete a cache file");
         }
     }
 }
