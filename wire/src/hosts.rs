@@ -61,6 +61,11 @@ impl Family {
         }
     }
 
+    /// A dense index, for counters kept in an array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Family::WindowsUpdate => "Windows Update",

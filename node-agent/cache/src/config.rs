@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::store::SLICE_HEADER_BYTES;
@@ -111,89 +110,13 @@ impl Default for CacheConfig {
     }
 }
 
-/// The kinds of content the counters break bytes down by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ContentFamily {
-    WindowsUpdate,
-    Office,
-    Xbox,
-    Edge,
-    Other,
-}
-
-impl ContentFamily {
-    pub const ALL: [ContentFamily; 5] = [
-        ContentFamily::WindowsUpdate,
-        ContentFamily::Office,
-        ContentFamily::Xbox,
-        ContentFamily::Edge,
-        ContentFamily::Other,
-    ];
-
-    /// The label used in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentFamily::WindowsUpdate => "windows_update",
-            ContentFamily::Office => "office",
-            ContentFamily::Xbox => "xbox",
-            ContentFamily::Edge => "edge",
-            ContentFamily::Other => "other",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// The known content hosts (DESIGN.md, "Known content hosts"), with the family
-/// each belongs to.
-const KNOWN_CONTENT_HOSTS: &[(&str, ContentFamily)] = &[
-    (
-        "*.b1.download.windowsupdate.com",
-        ContentFamily::WindowsUpdate,
-    ),
-    (
-        "*.dl.delivery.mp.microsoft.com",
-        ContentFamily::WindowsUpdate,
-    ),
-    ("*.download.windowsupdate.com", ContentFamily::WindowsUpdate),
-    (
-        "*.au.download.windowsupdate.com",
-        ContentFamily::WindowsUpdate,
-    ),
-    (
-        "*.au.b1.download.windowsupdate.com",
-        ContentFamily::WindowsUpdate,
-    ),
-    (
-        "*.tlu.dl.delivery.mp.microsoft.com",
-        ContentFamily::WindowsUpdate,
-    ),
-    ("*.ctldl.windowsupdate.com", ContentFamily::WindowsUpdate),
-    ("*.delivery.mp.microsoft.com", ContentFamily::Edge),
-    ("*.officecdn.microsoft.com", ContentFamily::Office),
-    (
-        "*.officecdn.microsoft.com.edgesuite.net",
-        ContentFamily::Office,
-    ),
-    ("*.cdn.office.net", ContentFamily::Office),
-    ("*.assets1.xboxlive.com", ContentFamily::Xbox),
-    ("*.assets2.xboxlive.com", ContentFamily::Xbox),
-    ("*.dlassets.xboxlive.com", ContentFamily::Xbox),
-    ("*.dlassets2.xboxlive.com", ContentFamily::Xbox),
-    ("*.d1.xboxlive.com", ContentFamily::Xbox),
-    ("*.d2.xboxlive.com", ContentFamily::Xbox),
-    ("*.assets.xbox.com", ContentFamily::Xbox),
-    ("*.xvcb1.xboxlive.com", ContentFamily::Xbox),
-    ("*.xvcb2.xboxlive.com", ContentFamily::Xbox),
-    ("*.xvcf1.xboxlive.com", ContentFamily::Xbox),
-    ("*.xvcf2.xboxlive.com", ContentFamily::Xbox),
-];
+/// The kinds of content the counters break bytes down by: the portal's own
+/// list, so both count the same way.
+pub use lastmile_wire::hosts::Family as ContentFamily;
 
 /// Exactly the default allow-list of DESIGN.md.
 pub fn default_allowed_hosts() -> Vec<String> {
-    KNOWN_CONTENT_HOSTS
+    lastmile_wire::hosts::DEFAULT_CONTENT_HOSTS
         .iter()
         .map(|(pattern, _)| pattern.to_string())
         .collect()
@@ -331,28 +254,11 @@ pub(crate) fn normalize_host(host: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
-/// The family of a host: the family of the most specific known content host
-/// pattern it matches (`x.dl.delivery.mp.microsoft.com` is Windows Update even
-/// though `*.delivery.mp.microsoft.com`, Edge, matches it too).
+/// The family of a host: that of the most specific known content host
+/// pattern it matches (`x.dl.delivery.mp.microsoft.com` is Windows Update
+/// even though `*.delivery.mp.microsoft.com`, Edge, matches it too).
 pub(crate) fn content_family(host: &str) -> ContentFamily {
-    static PATTERNS: LazyLock<Vec<(HostPattern, ContentFamily)>> = LazyLock::new(|| {
-        KNOWN_CONTENT_HOSTS
-            .iter()
-            .map(|(p, family)| {
-                (
-                    HostPattern::parse(p).expect("built-in patterns are valid"),
-                    *family,
-                )
-            })
-            .collect()
-    });
-    let mut best: Option<(usize, ContentFamily)> = None;
-    for (pattern, family) in PATTERNS.iter() {
-        if pattern.matches(host) && best.is_none_or(|(len, _)| pattern.domain.len() > len) {
-            best = Some((pattern.domain.len(), *family));
-        }
-    }
-    best.map_or(ContentFamily::Other, |(_, family)| family)
+    lastmile_wire::hosts::family(host)
 }
 
 /// A validated ignored-query-parameter entry.
