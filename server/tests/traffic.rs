@@ -385,6 +385,13 @@ async fn retention_prunes_each_tier_and_keeps_deleted_nodes_history(backend: Bac
         .await
         .unwrap();
     assert_eq!(oldest_minute, day0 + 4 * DAY_MS);
+    // The fleet's series too: one row a minute per shard (the two nodes
+    // fall in two of them).
+    let fleet_minutes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM traffic_fleet_minute")
+        .fetch_one(&portal.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(fleet_minutes, 2 * 24 * 60);
 
     // A deleted node's traffic stays in its organization's history.
     let fleet_before = sum(&buckets(&portal, Scope::Org(node.org_id), Tier::Day, day0, now).await);

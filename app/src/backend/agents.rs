@@ -399,16 +399,6 @@ pub async fn record_report_at(
     .await?;
     let (delta, since) = add_counters(&mut tx, node.id, report, now).await?;
     effects.delta = delta;
-    traffic::record(
-        &mut tx,
-        node.org_id,
-        node.id,
-        &delta,
-        since,
-        now,
-        &settings.traffic_retention,
-    )
-    .await?;
 
     if let Some((update, announced, withdrawn)) = routes {
         match apply_routes(&mut tx, node.id, update, &announced, &withdrawn, now).await? {
@@ -419,6 +409,18 @@ pub async fn record_report_at(
             nodes::bump_routing_generation(&mut tx).await?;
         }
     }
+    // Last before the commit: the fleet's rows it writes are shared with
+    // the organization's other reports.
+    traffic::record(
+        &mut tx,
+        node.org_id,
+        node.id,
+        &delta,
+        since,
+        now,
+        &settings.traffic_retention,
+    )
+    .await?;
     tx.commit().await?;
     Ok(effects)
 }

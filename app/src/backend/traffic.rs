@@ -16,9 +16,12 @@
 //! **Rollups without a rollup job.** Every tier is written at ingestion,
 //! split with the same exact integer arithmetic, so a 30-day chart read
 //! from hours and a 1-hour chart read from minutes agree to the byte. The
+//! same increases also go into the organization's fleet series
+//! (`traffic_fleet_*`, a row per bucket and shard), which the fleet
+//! dashboard reads, so it costs the same whatever the fleet's size. The
 //! housekeeping job only deletes rows past each tier's retention
 //! ([`TrafficRetention`]), which bounds the tables at about
-//! `nodes × (minute retention in minutes + hours + days)` rows.
+//! `(nodes + 16 × organizations) × (minutes + hours + days kept)` rows.
 //!
 //! **Reading.** A chart point is a whole number of buckets of the finest
 //! tier that still holds the range's start, summed in the database; ranges
@@ -81,11 +84,22 @@ pub enum Tier {
 impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Minute, Tier::Hour, Tier::Day];
 
+    /// The per-node series.
     pub fn table(self) -> &'static str {
         match self {
             Tier::Minute => "traffic_minute",
             Tier::Hour => "traffic_hour",
             Tier::Day => "traffic_day",
+        }
+    }
+
+    /// The organization's series, summed at ingestion (see
+    /// `0005_traffic_fleet.sql`).
+    pub fn fleet_table(self) -> &'static str {
+        match self {
+            Tier::Minute => "traffic_fleet_minute",
+            Tier::Hour => "traffic_fleet_hour",
+            Tier::Day => "traffic_fleet_day",
         }
     }
 
@@ -219,7 +233,12 @@ pub fn split(
 /// databases' limits).
 const UPSERT_BATCH: usize = 400;
 
-/// Adds one report's increases to the node's series, in the report's
+/// Rows each bucket of an organization's fleet series is split over, by
+/// node id: concurrent reports of one organization then rarely wait for
+/// each other's row locks on PostgreSQL.
+pub const FLEET_SHARDS: i64 = 16;
+
+/// Adds one report's increases to the node's and its organization's series, in the report's
 /// transaction. `since` is the time of the node's previous report when
 /// this one continues the same agent life.
 pub async fn record(
@@ -239,28 +258,44 @@ pub async fn record(
         // A new life, or a clock that went backwards: the report's bucket.
         _ => now - 1,
     };
-    for tier in Tier::ALL {
-        let rows = split(delta, from, now, tier.width_ms(), now - retention.of(tier));
+    let splits: Vec<(Tier, Vec<(i64, TrafficCounts)>)> = Tier::ALL
+        .into_iter()
+        .map(|tier| {
+            let keep_from = now - retention.of(tier);
+            (tier, split(delta, from, now, tier.width_ms(), keep_from))
+        })
+        .collect();
+    for (tier, rows) in &splits {
         for batch in rows.chunks(UPSERT_BATCH) {
-            upsert(tx, tier, org_id, node_id, batch).await?;
+            upsert(tx, tier.table(), "node_id", org_id, node_id, batch).await?;
+        }
+    }
+    // The fleet's rows last: on PostgreSQL they are shared with the
+    // organization's other reports, and are locked until the commit.
+    let shard = node_id.rem_euclid(FLEET_SHARDS);
+    for (tier, rows) in &splits {
+        for batch in rows.chunks(UPSERT_BATCH) {
+            upsert(tx, tier.fleet_table(), "shard", org_id, shard, batch).await?;
         }
     }
     Ok(())
 }
 
+/// Adds `rows` (bucket, counts) to the rows of `table` keyed by the
+/// organization, the bucket and `key` (the node, or the fleet's shard).
 async fn upsert(
     tx: &mut Transaction<'_, Any>,
-    tier: Tier,
+    table: &str,
+    key: &str,
     org_id: i64,
-    node_id: i64,
+    key_value: i64,
     rows: &[(i64, TrafficCounts)],
 ) -> Result<(), AppError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let table = tier.table();
     let mut sql = format!(
-        "INSERT INTO {table} (org_id, bucket_ms, node_id, {}) VALUES ",
+        "INSERT INTO {table} (org_id, bucket_ms, {key}, {}) VALUES ",
         COLUMNS.join(", ")
     );
     let width = 3 + COLUMNS.len();
@@ -277,7 +312,10 @@ async fn upsert(
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (org_id, bucket_ms, node_id) DO UPDATE SET ");
+    let _ = write!(
+        sql,
+        " ON CONFLICT (org_id, bucket_ms, {key}) DO UPDATE SET "
+    );
     for (i, column) in COLUMNS.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
@@ -286,7 +324,7 @@ async fn upsert(
     }
     let mut query = sqlx::query(&sql);
     for (bucket, counts) in rows {
-        query = query.bind(org_id).bind(*bucket).bind(node_id);
+        query = query.bind(org_id).bind(*bucket).bind(key_value);
         for value in counts_array(counts) {
             query = query.bind(value);
         }
@@ -307,16 +345,17 @@ pub async fn prune(db: &Db, retention: &TrafficRetention, now: i64) -> Result<u6
     let mut deleted = 0;
     for tier in Tier::ALL {
         let cutoff = now - retention.of(tier);
-        for org in &orgs {
-            deleted += sqlx::query(&format!(
-                "DELETE FROM {} WHERE org_id = $1 AND bucket_ms < $2",
-                tier.table()
-            ))
-            .bind(org)
-            .bind(cutoff)
-            .execute(&db.pool)
-            .await?
-            .rows_affected();
+        for table in [tier.table(), tier.fleet_table()] {
+            for org in &orgs {
+                deleted += sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE org_id = $1 AND bucket_ms < $2"
+                ))
+                .bind(org)
+                .bind(cutoff)
+                .execute(&db.pool)
+                .await?
+                .rows_affected();
+            }
         }
     }
     Ok(deleted)
@@ -598,14 +637,15 @@ pub async fn slot_counts(
         .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let (condition, id) = match scope {
-        Scope::Org(id) => ("org_id = $4", id),
-        Scope::Node(id) => ("node_id = $4", id),
+    // The fleet from its own series (a row per bucket and shard, however
+    // many nodes), a node from its own.
+    let (table, condition, id) = match scope {
+        Scope::Org(id) => (window.tier.fleet_table(), "org_id = $4", id),
+        Scope::Node(id) => (window.tier.table(), "node_id = $4", id),
     };
     let sql = format!(
-        "SELECT (bucket_ms - $1) / $2 AS slot, {sums} FROM {} \
-         WHERE {condition} AND bucket_ms >= $1 AND bucket_ms < $3 GROUP BY slot",
-        window.tier.table()
+        "SELECT (bucket_ms - $1) / $2 AS slot, {sums} FROM {table} \
+         WHERE {condition} AND bucket_ms >= $1 AND bucket_ms < $3 GROUP BY slot"
     );
     let rows = sqlx::query(&sql)
         .bind(window.start_ms)
@@ -925,7 +965,7 @@ pub async fn prometheus(
     let recent = |from: i64| {
         sqlx::query(
             "SELECT org_id, CAST(SUM(hit_bytes) AS BIGINT) AS hit, CAST(SUM(miss_bytes) AS BIGINT) AS miss, \
-             CAST(SUM(origin_bytes) AS BIGINT) AS origin FROM traffic_minute \
+             CAST(SUM(origin_bytes) AS BIGINT) AS origin FROM traffic_fleet_minute \
              WHERE bucket_ms >= $1 AND bucket_ms < $2 AND ($3 = 0 OR org_id = $3) GROUP BY org_id",
         )
         .bind(from)
