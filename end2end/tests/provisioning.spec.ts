@@ -108,9 +108,14 @@ test('an operator provisions a node with the install command from its page, and 
   await waitInNodeList(ui, 'online', 'applied');
   await ui.screenshot('provisioned-node-online');
 
+  // Its page: the report after the configuration was applied says the
+  // data path serves, and nothing is wrong.
   await ui.open(`/nodes/${NODE}`);
-  await expect(page.locator('dd.serving')).toContainText('yes');
-  await expect(page.locator('dd.problems')).toHaveText('none reported');
+  await expect(async () => {
+    await ui.reload();
+    await expect(page.locator('dd.serving')).toContainText('yes', { timeout: 1_000 });
+    await expect(page.locator('dd.problems')).toHaveText('none reported', { timeout: 1_000 });
+  }).toPass({ timeout: 20_000 });
 });
 
 test('a subscriber in the node\'s block is steered to it, one outside it to the CDN', async ({ page, ui }) => {
