@@ -70,6 +70,55 @@ pub struct TrafficCounts {
 }
 
 impl TrafficCounts {
+    /// The counters as database columns, in [`TrafficCounts::to_array`]
+    /// order: the tier tables name them so, and `node_counters` keeps
+    /// `last_<name>` and `total_<name>` of each.
+    pub const COLUMNS: [&'static str; 10] = [
+        "requests",
+        "hit_bytes",
+        "miss_bytes",
+        "origin_bytes",
+        "errors",
+        "windows_update_bytes",
+        "office_bytes",
+        "xbox_bytes",
+        "edge_bytes",
+        "other_bytes",
+    ];
+
+    pub fn to_array(&self) -> [i64; 10] {
+        let f = &self.families;
+        [
+            self.requests,
+            self.hit_bytes,
+            self.miss_bytes,
+            self.origin_bytes,
+            self.errors,
+            f.windows_update,
+            f.office,
+            f.xbox,
+            f.edge,
+            f.other,
+        ]
+    }
+
+    pub fn from_array(v: [i64; 10]) -> TrafficCounts {
+        TrafficCounts {
+            requests: v[0],
+            hit_bytes: v[1],
+            miss_bytes: v[2],
+            origin_bytes: v[3],
+            errors: v[4],
+            families: FamilyCounts {
+                windows_update: v[5],
+                office: v[6],
+                xbox: v[7],
+                edge: v[8],
+                other: v[9],
+            },
+        }
+    }
+
     /// Everything sent to subscribers: hits and misses.
     pub fn served_bytes(&self) -> i64 {
         self.hit_bytes + self.miss_bytes
@@ -520,7 +569,7 @@ pub fn utc_rfc3339(ms: i64) -> String {
 }
 
 /// The UTC date (YYYY-MM-DD) of Unix milliseconds, and the seconds into it.
-fn civil_utc(ms: i64) -> (String, i64) {
+pub(crate) fn civil_utc(ms: i64) -> (String, i64) {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -425,38 +425,9 @@ pub async fn record_report_at(
     Ok(effects)
 }
 
-/// The counter columns of `node_counters`, in [`delta_from_values`] order:
-/// `last_<name>` holds the agent's cumulative value, `total_<name>` the sum
-/// over every life.
-const COUNTERS: [&str; 10] = [
-    "requests",
-    "hit_bytes",
-    "miss_bytes",
-    "origin_bytes",
-    "errors",
-    "windows_update_bytes",
-    "office_bytes",
-    "xbox_bytes",
-    "edge_bytes",
-    "other_bytes",
-];
-
-fn delta_from_values(v: [i64; 10]) -> CounterDelta {
-    CounterDelta {
-        requests: v[0],
-        hit_bytes: v[1],
-        miss_bytes: v[2],
-        origin_bytes: v[3],
-        errors: v[4],
-        families: crate::traffic::FamilyCounts {
-            windows_update: v[5],
-            office: v[6],
-            xbox: v[7],
-            edge: v[8],
-            other: v[9],
-        },
-    }
-}
+/// The counter columns of `node_counters`: `last_<name>` holds the agent's
+/// cumulative value, `total_<name>` the sum over every life.
+const COUNTERS: [&str; 10] = CounterDelta::COLUMNS;
 
 /// Adds the report's counters to the node's totals. Returns the increase,
 /// and when the agent's previous report in the same life came (the span
@@ -551,7 +522,7 @@ async fn add_counters(
             (current, None)
         }
     };
-    Ok((delta_from_values(delta), since))
+    Ok((CounterDelta::from_array(delta), since))
 }
 
 enum RoutesOutcome {

@@ -39,8 +39,8 @@ use super::nodes;
 use crate::error::AppError;
 use crate::model::NodeState;
 use crate::traffic::{
-    AxisTick, FamilyCounts, FleetHealth, NodeAttention, Preset, RangeInfo, TrafficCounts,
-    TrafficPoint, TrafficReport, TrafficSummary,
+    AxisTick, FleetHealth, NodeAttention, Preset, RangeInfo, TrafficCounts, TrafficPoint,
+    TrafficReport, TrafficSummary,
 };
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -143,52 +143,8 @@ impl TrafficRetention {
     }
 }
 
-/// The counter columns of the tier tables, in [`counts_array`] order.
-const COLUMNS: [&str; 10] = [
-    "requests",
-    "hit_bytes",
-    "miss_bytes",
-    "origin_bytes",
-    "errors",
-    "windows_update_bytes",
-    "office_bytes",
-    "xbox_bytes",
-    "edge_bytes",
-    "other_bytes",
-];
-
-fn counts_array(c: &TrafficCounts) -> [i64; 10] {
-    let f = &c.families;
-    [
-        c.requests,
-        c.hit_bytes,
-        c.miss_bytes,
-        c.origin_bytes,
-        c.errors,
-        f.windows_update,
-        f.office,
-        f.xbox,
-        f.edge,
-        f.other,
-    ]
-}
-
-fn counts_from_array(v: [i64; 10]) -> TrafficCounts {
-    TrafficCounts {
-        requests: v[0],
-        hit_bytes: v[1],
-        miss_bytes: v[2],
-        origin_bytes: v[3],
-        errors: v[4],
-        families: FamilyCounts {
-            windows_update: v[5],
-            office: v[6],
-            xbox: v[7],
-            edge: v[8],
-            other: v[9],
-        },
-    }
-}
+/// The counter columns of the tier tables.
+const COLUMNS: [&str; 10] = TrafficCounts::COLUMNS;
 
 /// Splits `delta`, served evenly over `[from, until)`, into the buckets of
 /// `width` ms that the interval overlaps, leaving out buckets that end
@@ -204,7 +160,7 @@ pub fn split(
 ) -> Vec<(i64, TrafficCounts)> {
     debug_assert!(from < until && width > 0);
     let length = i128::from(until - from);
-    let values = counts_array(delta);
+    let values = delta.to_array();
     let share_until = |t: i64| -> [i64; 10] {
         let elapsed = i128::from(t - from);
         values.map(|v| (i128::from(v) * elapsed / length) as i64)
@@ -221,7 +177,7 @@ pub fn split(
             part[i] = after[i] - before[i];
         }
         if part.iter().any(|&v| v != 0) {
-            rows.push((bucket, counts_from_array(part)));
+            rows.push((bucket, TrafficCounts::from_array(part)));
         }
         before = after;
         bucket += width;
@@ -325,7 +281,7 @@ async fn upsert(
     let mut query = sqlx::query(&sql);
     for (bucket, counts) in rows {
         query = query.bind(org_id).bind(*bucket).bind(key_value);
-        for value in counts_array(counts) {
+        for value in counts.to_array() {
             query = query.bind(value);
         }
     }
@@ -660,7 +616,10 @@ pub async fn slot_counts(
         for (i, column) in COLUMNS.iter().enumerate() {
             values[i] = row.try_get(*column)?;
         }
-        slots.insert(row.try_get::<i64, _>("slot")?, counts_from_array(values));
+        slots.insert(
+            row.try_get::<i64, _>("slot")?,
+            TrafficCounts::from_array(values),
+        );
     }
     Ok(slots)
 }
@@ -1177,6 +1136,7 @@ pub async fn prometheus(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::FamilyCounts;
 
     fn counts(requests: i64, hit: i64, miss: i64) -> TrafficCounts {
         TrafficCounts {
