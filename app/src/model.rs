@@ -105,6 +105,35 @@ pub struct AuditPage {
     pub older: Option<i64>,
 }
 
+/// What a form posted without JavaScript left for the page it returns to:
+/// the error that refused it, and what was typed into it (never passwords),
+/// so the person fixes their input instead of typing it all again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flash {
+    pub message: Option<String>,
+    pub form: Option<RefusedForm>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedForm {
+    /// The server function's path, so only the form that was posted is
+    /// filled in again, not another on the same page with a field of the
+    /// same name.
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl RefusedForm {
+    /// The value `field` had; `None` when the form did not send it (an
+    /// unticked checkbox).
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// Shortest password the portal accepts, temporary ones included.
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longer inputs are refused before hashing, so nobody can make the server

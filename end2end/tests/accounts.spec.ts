@@ -31,6 +31,10 @@ test('a new portal sends everyone to setup, which needs the setup code, creates 
     "The setup code is wrong. It is printed in the portal's log when it starts.",
   );
   await expect(page).toHaveURL(/\/setup$/);
+  // What was typed stays (without JavaScript, secrets aside: the code and
+  // passwords are never kept).
+  await expect(page.getByLabel('Organization (your ISP)')).toHaveValue(ORG);
+  await expect(page.getByLabel("Administrator's user name")).toHaveValue(ADMIN.username);
 
   await fill(SETUP_CODE);
   await ui.submit(create);
@@ -63,6 +67,7 @@ test('a wrong password or an unknown name gets one message, the right password s
   await ui.signIn(ADMIN.username, 'not-alices-password');
   await expect(page.getByRole('alert')).toHaveText(SIGN_IN_FAILED);
   await expect(page).toHaveURL(/\/login$/);
+  await expect(page.getByLabel('User name')).toHaveValue(ADMIN.username);
   await ui.screenshot('sign-in-failed');
 
   // The same words for a name that does not exist: the page must not tell

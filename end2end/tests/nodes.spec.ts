@@ -40,6 +40,12 @@ test('an operator adds a node with two drives; an IPv6 address is refused', asyn
   await expect(page.getByRole('alert')).toContainText('IPv6 is not supported yet');
   await expect(page.getByRole('alert')).toContainText('2001:db8::10');
   await expect(page).toHaveURL(/\/nodes\/new$/);
+  // Nothing typed is lost, with JavaScript or without (the refused post
+  // comes back filled in).
+  await expect(page.getByLabel(/^Name/)).toHaveValue(NODE);
+  await expect(page.getByLabel('Public IPv4 address of the server')).toHaveValue('2001:db8::10');
+  await expect(page.getByLabel('Maximum egress (Mbps)')).toHaveValue('2000');
+  await expect(page.getByLabel(/^Cache drives/)).toHaveValue('/srv/cache1 500\n/srv/cache2 750');
   await ui.screenshot('new-node-ipv6-refused');
 
   await fill('203.0.113.10');
@@ -73,10 +79,9 @@ test('pasted CIDR blocks: a bad line is named and nothing is saved; the fixed li
     'Nothing was saved. Line 3, "192.0.2.7/24": host bits are set; the block is 192.0.2.0/24.',
   );
   await expect(page.getByText('No blocks.')).toBeVisible();
-  if (ui.js) {
-    // The form submitted in place: the pasted list is still there to fix.
-    await expect(blocks).toHaveValue(pasted);
-  }
+  // The pasted list is still there to fix: the form submitted in place, or
+  // without JavaScript came back filled in.
+  await expect(blocks).toHaveValue(pasted);
   await ui.screenshot('cidr-bad-line');
   // Nothing of the batch was saved, whatever the page still shows.
   await ui.reload();
@@ -129,6 +134,7 @@ test('switching to BGP with an ASN and a neighbor, and back to manual routing', 
   await ui.submit(save);
   const ipv6Refused = page.getByRole('alert').filter({ hasText: 'IPv6 is not supported yet' });
   await expect(ipv6Refused).toContainText('2001:db8::1');
+  await expect(neighbors).toHaveValue('2001:db8::1 64512');
   const facts = page.locator('dl.facts').filter({ hasText: 'Node ASN' });
   await expect(facts.locator('dt:text-is("Node ASN") + dd')).toHaveText('not set');
 

@@ -4,8 +4,10 @@
 
 use app::backend::{
     accounts, AppState, ClientAddr, CurrentUser, SessionAuth, SESSION_AUTH_KEY, SESSION_FLASH_KEY,
+    SESSION_REFUSED_FORM_KEY,
 };
 use app::error::AppError;
+use app::model::RefusedForm;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -178,8 +180,9 @@ impl PageResponse for AppError {
 
 /// Shapes server-function answers. Plain HTML form posts (no JavaScript)
 /// get what such forms expect: a redirect back to the page they came from,
-/// with any error kept in the session for that page to show once. (Leptos
-/// would redirect too, but put the error in the URL, where no page reads it.)
+/// with any error, and what was typed into the form, kept in the session
+/// for that page to show once. (Leptos would redirect too, but put the
+/// error in the URL, where no page reads it, and drop the input.)
 /// Calls from the hydrated app and from programs get errors as JSON with
 /// the HTTP status that fits, instead of a blanket 500.
 pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next: Next) -> Response {
@@ -187,6 +190,7 @@ pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next:
     if !path.starts_with("/api/") || path.starts_with("/api/v1/") {
         return next.run(req).await;
     }
+    let action = path.to_string();
     let accepts_html = req
         .headers()
         .get(header::ACCEPT)
@@ -200,6 +204,26 @@ pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next:
         .insert(header::REFERER, HeaderValue::from_static(RETURN_MARK))
         .and_then(|v| v.to_str().ok().map(same_site_path))
         .unwrap_or_else(|| "/".to_string());
+    // A browser's own form post: its fields are read here (and handed on
+    // unchanged) so that, refused, they can go back into the form.
+    let mut posted_fields = None;
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if accepts_html && is_form {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large to accept.",
+            )
+                .into_response();
+        };
+        posted_fields = Some(kept_fields(&bytes));
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
     let response = next.run(req).await;
 
     let failed = response.headers().contains_key("serverfnerror");
@@ -224,6 +248,13 @@ pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next:
         if let Err(e) = session.insert(SESSION_FLASH_KEY, error.to_string()).await {
             return AppError::internal(format!("storing flash: {e}")).into_page_response();
         }
+        if let Some(fields) = posted_fields {
+            let form = RefusedForm { action, fields };
+            if let Err(e) = session.insert(SESSION_REFUSED_FORM_KEY, form).await {
+                return AppError::internal(format!("storing refused form: {e}"))
+                    .into_page_response();
+            }
+        }
         return Redirect::to(&back).into_response();
     }
     parts.status =
@@ -232,6 +263,21 @@ pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next:
 }
 
 const RETURN_MARK: &str = "/.lastmile-return-to-referer";
+
+/// The largest form a browser may post to a server function: room for a
+/// pasted list of tens of thousands of CIDR blocks, and a bound on what a
+/// refused post keeps in the session.
+const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
+
+/// A posted form's fields, in order, without secrets (passwords, the
+/// first-run setup code): those are never written to the session store,
+/// and a refused form asks for them again.
+fn kept_fields(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .filter(|(name, _)| !name.contains("password") && name != "setup_code")
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
 
 /// The path and query of a Referer, so a redirect can never leave the portal.
 fn same_site_path(referer: &str) -> String {
@@ -254,6 +300,21 @@ mod tests {
         );
         assert_eq!(same_site_path("https://portal:8443"), "/");
         assert_eq!(same_site_path("https://portal//evil.example/"), "/");
+    }
+
+    #[test]
+    fn refused_forms_keep_their_fields_but_never_secrets() {
+        let body = b"name=edge1&prefixes=10.0.0.0%2F8%0A192.0.2.7%2F24&password=s3cret&new_password_confirm=x&setup_code=abc";
+        assert_eq!(
+            kept_fields(body),
+            vec![
+                ("name".to_string(), "edge1".to_string()),
+                (
+                    "prefixes".to_string(),
+                    "10.0.0.0/8\n192.0.2.7/24".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -640,13 +640,33 @@ async fn forms_without_javascript_redirect_and_show_errors(backend: Backend) {
     let res = post(ADMIN, "wrong password").await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/login");
+    // Between the refusal and the page that shows it, the session holds
+    // what was typed, but never the password.
+    let db = test_db.open().await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT data FROM sessions")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().any(|data| data.contains(ADMIN)), "{stored:?}");
+    assert!(
+        !stored.iter().any(|data| data.contains("wrong password")),
+        "{stored:?}"
+    );
     let page = browser.get("/login").await.text().await.unwrap();
     assert!(
         page.contains(app::api::SIGN_IN_FAILED),
         "the error is shown on the page"
     );
+    assert!(
+        page.contains(&format!(r#"value="{ADMIN}""#)),
+        "the user name is still in its field"
+    );
     let page = browser.get("/login").await.text().await.unwrap();
     assert!(!page.contains(app::api::SIGN_IN_FAILED), "and only once");
+    assert!(
+        !page.contains(&format!(r#"value="{ADMIN}""#)),
+        "so is the input"
+    );
 
     let res = post(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(res.status(), 302);

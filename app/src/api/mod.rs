@@ -12,12 +12,15 @@ pub use tokens::*;
 pub use traffic::*;
 
 use crate::error::AppError;
-use crate::model::{AuditPage, Me, Person};
+use crate::model::{AuditPage, Flash, Me, Person};
 
 #[cfg(feature = "ssr")]
 use crate::backend::{
     accounts, audit, ctx, passwords, throttle, SessionAuth, SESSION_AUTH_KEY, SESSION_FLASH_KEY,
+    SESSION_REFUSED_FORM_KEY,
 };
+#[cfg(feature = "ssr")]
+use crate::model::RefusedForm;
 #[cfg(feature = "ssr")]
 use crate::model::{normalize_org_name, normalize_username, validate_password, Role};
 
@@ -281,13 +284,18 @@ pub async fn audit_log(older_than: Option<i64>) -> Result<AuditPage, AppError> {
     audit::page(&ctx::state()?.db, me.org_id, older_than).await
 }
 
-/// The message a form post left for the next page, when the browser runs
-/// without JavaScript (see the server's form fallback). Read once.
+/// What a form post left for the next page, when the browser runs without
+/// JavaScript (see the server's form fallback). Read once.
 #[server(endpoint = "flash")]
-pub async fn take_flash() -> Result<Option<String>, AppError> {
+pub async fn take_flash() -> Result<Flash, AppError> {
     let session = ctx::session()?;
-    session
+    let message = session
         .remove::<String>(SESSION_FLASH_KEY)
         .await
-        .map_err(insert_err)
+        .map_err(insert_err)?;
+    let form = session
+        .remove::<RefusedForm>(SESSION_REFUSED_FORM_KEY)
+        .await
+        .map_err(insert_err)?;
+    Ok(Flash { message, form })
 }

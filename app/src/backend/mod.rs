@@ -138,6 +138,8 @@ pub struct SessionAuth {
 
 pub const SESSION_AUTH_KEY: &str = "auth";
 pub const SESSION_FLASH_KEY: &str = "flash";
+/// The fields of a form refused without JavaScript ([`crate::model::RefusedForm`]).
+pub const SESSION_REFUSED_FORM_KEY: &str = "refused_form";
 /// A registration key issued by a form posted without JavaScript, kept for
 /// the one page view that shows it.
 pub const SESSION_ISSUED_KEY: &str = "issued_key";

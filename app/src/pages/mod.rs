@@ -15,7 +15,7 @@ mod traffic;
 
 use crate::api::*;
 use crate::error::AppError;
-use crate::model::{Me, Person, Role, MIN_PASSWORD_LEN};
+use crate::model::{Flash as FlashData, Me, Person, RefusedForm, Role, MIN_PASSWORD_LEN};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -113,26 +113,67 @@ pub(crate) fn ErrorMessage(error: AppError) -> impl IntoView {
 /// What a form left behind when it was posted without JavaScript.
 #[component]
 pub(crate) fn Flash() -> impl IntoView {
-    view! { <FlashMessage flash=flash_resource()/> }
-}
-
-/// Reads (and so removes) the message a form post left in the session.
-fn flash_resource() -> Resource<Result<Option<String>, AppError>> {
-    Resource::new(|| (), |_| take_flash())
-}
-
-/// Shows the message `flash` read. Reading removes the message, so under a
-/// `Suspense` (whose children the server renders more than once) the
-/// resource must be made outside it, once: a copy made again finds no
-/// message, and the page shows none.
-#[component]
-fn FlashMessage(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView {
+    let flash = use_flash();
     view! {
         <Suspense>
             {move || Suspend::new(async move {
-                flash.await.ok().flatten().map(|message| view! { <p class="error" role="alert">{message}</p> })
+                flash.await.ok().and_then(|f| f.message).map(|message| view! { <p class="error" role="alert">{message}</p> })
             })}
         </Suspense>
+    }
+}
+
+/// What the last form post left for this page ([`take_flash`]). Reading it
+/// removes it from the session, and a `Suspense`'s children are rendered
+/// more than once on the server, so the one resource is made by the frame
+/// around the pages (outside every `Suspense`) and shared from there. It is
+/// asked again at every navigation, so nothing outlives its page.
+#[derive(Clone, Copy)]
+struct FlashResource(Resource<Result<FlashData, AppError>>);
+
+fn provide_flash() {
+    let location = use_location();
+    let flash = Resource::new(move || location.pathname.get(), |_| take_flash());
+    provide_context(FlashResource(flash));
+}
+
+/// The page's flash. A page with a form that can be refused awaits it in
+/// its `Suspend` before it renders the form, so [`Refill::of`] finds it.
+pub(crate) fn use_flash() -> Resource<Result<FlashData, AppError>> {
+    expect_context::<FlashResource>().0
+}
+
+/// Puts back what was typed into a form that was refused without
+/// JavaScript, so nothing is lost; with JavaScript the form never left
+/// the page and keeps its input anyway.
+pub(crate) struct Refill(Option<RefusedForm>);
+
+impl Refill {
+    /// For the form of server function `S`, on a page that has awaited
+    /// [`use_flash`].
+    pub(crate) fn of<S: leptos::server_fn::ServerFn>() -> Refill {
+        let form = use_flash()
+            .get_untracked()
+            .and_then(Result::ok)
+            .and_then(|flash| flash.form)
+            .filter(|form| form.action == S::PATH);
+        Refill(form)
+    }
+
+    /// The refused text of `field`, else `current`.
+    pub(crate) fn text(&self, field: &str, current: impl Into<String>) -> String {
+        match &self.0 {
+            Some(form) => form.get(field).unwrap_or_default().to_string(),
+            None => current.into(),
+        }
+    }
+
+    /// Whether checkbox `field` was ticked in the refused post, else `current`.
+    pub(crate) fn checked(&self, field: &str, current: bool) -> bool {
+        match &self.0 {
+            Some(form) => form.get(field).is_some(),
+            None => current,
+        }
     }
 }
 
@@ -176,12 +217,14 @@ pub(crate) fn PasswordInput(
 #[component]
 fn SetupPage() -> impl IntoView {
     let needed = Resource::new(|| (), |_| setup_needed());
-    let flash = flash_resource();
+    provide_flash();
+    let flash = use_flash();
     view! {
         <Suspense>
             {move || Suspend::new(async move {
+                let _ = flash.await;
                 match needed.await {
-                    Ok(true) => view! { <SetupForm flash/> }.into_any(),
+                    Ok(true) => view! { <SetupForm/> }.into_any(),
                     Ok(false) => view! { <NotFound/> }.into_any(),
                     Err(e) => view! { <main class="narrow"><ErrorMessage error=e/></main> }.into_any(),
                 }
@@ -191,8 +234,9 @@ fn SetupPage() -> impl IntoView {
 }
 
 #[component]
-fn SetupForm(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView {
+fn SetupForm() -> impl IntoView {
     let setup = ServerAction::<Setup>::new();
+    let refill = Refill::of::<Setup>();
     view! {
         <Title text="Set up"/>
         <main class="narrow">
@@ -200,11 +244,11 @@ fn SetupForm(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView
             <p>
                 "Create your organization and its first administrator. The setup code is printed in the portal's log when it starts."
             </p>
-            <FlashMessage flash/>
+            <Flash/>
             <ActionForm action=setup attr:class="stack">
                 <label>"Setup code" <input name="setup_code" required autocomplete="off"/></label>
-                <label>"Organization (your ISP)" <input name="org_name" required maxlength="100"/></label>
-                <label>"Administrator's user name" <input name="username" required autocomplete="username"/></label>
+                <label>"Organization (your ISP)" <input name="org_name" required maxlength="100" value=refill.text("org_name", "")/></label>
+                <label>"Administrator's user name" <input name="username" required autocomplete="username" value=refill.text("username", "")/></label>
                 <PasswordInput name="password" label="Password" new_password=true/>
                 <PasswordInput name="password_confirm" label="Password again" new_password=true/>
                 <button type="submit">"Create organization"</button>
@@ -217,16 +261,26 @@ fn SetupForm(flash: Resource<Result<Option<String>, AppError>>) -> impl IntoView
 #[component]
 fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
+    provide_flash();
+    let flash = use_flash();
     view! {
         <Title text="Sign in"/>
         <main class="narrow">
             <h1>"Sign in to Lastmile"</h1>
             <Flash/>
-            <ActionForm action=login attr:class="stack">
-                <label>"User name" <input name="username" required autocomplete="username"/></label>
-                <PasswordInput name="password" label="Password"/>
-                <button type="submit">"Sign in"</button>
-            </ActionForm>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    let _ = flash.await;
+                    let refill = Refill::of::<Login>();
+                    view! {
+                        <ActionForm action=login attr:class="stack">
+                            <label>"User name" <input name="username" required autocomplete="username" value=refill.text("username", "")/></label>
+                            <PasswordInput name="password" label="Password"/>
+                            <button type="submit">"Sign in"</button>
+                        </ActionForm>
+                    }
+                })}
+            </Suspense>
             <ActionError action=login/>
         </main>
     }
@@ -239,6 +293,7 @@ fn Layout() -> impl IntoView {
     // Asked again at every navigation, so a sign-out or an expired session
     // shows at once.
     let me_resource = Resource::new(move || location.pathname.get(), |_| whoami());
+    provide_flash();
     let logout = ServerAction::<Logout>::new();
     // Only the header waits for `whoami`. The page stays outside this
     // Transition: its children are rendered more than once on the server, and
@@ -366,6 +421,7 @@ fn PeoplePage() -> impl IntoView {
         },
         |_| list_people(),
     );
+    let flash = use_flash();
     view! {
         <Title text="People"/>
         <h1>"People"</h1>
@@ -383,6 +439,9 @@ fn PeoplePage() -> impl IntoView {
                     Ok(list) => list,
                     Err(e) => return view! { <ErrorMessage error=e/> }.into_any(),
                 };
+                let _ = flash.await;
+                let refill = Refill::of::<AddPerson>();
+                let role = refill.text("role", Role::Viewer.as_str()).parse().unwrap_or(Role::Viewer);
                 let admin = me.role.can_manage_people();
                 view! {
                     <table class="people">
@@ -408,8 +467,8 @@ fn PeoplePage() -> impl IntoView {
                                 "They sign in with the temporary password you choose and must change it at once."
                             </p>
                             <ActionForm action=add attr:class="stack" attr:id="add-person">
-                                <label>"User name" <input name="username" required autocomplete="off"/></label>
-                                <label>"Role" <select name="role">{role_options(Role::Viewer)}</select></label>
+                                <label>"User name" <input name="username" required autocomplete="off" value=refill.text("username", "")/></label>
+                                <label>"Role" <select name="role">{role_options(role)}</select></label>
                                 <PasswordInput name="temporary_password" label="Temporary password" new_password=true/>
                                 <button type="submit">"Add person"</button>
                             </ActionForm>

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::{format_bytes, format_time, use_hydrated, use_me, ActionError, ErrorMessage};
+use super::{
+    format_bytes, format_time, use_flash, use_hydrated, use_me, ActionError, ErrorMessage, Refill,
+};
 use crate::api::*;
 use crate::error::AppError;
 use crate::model::{ConfigState, IssuedKey, Me, NodeDetail, NodeState, RoutingMode};
@@ -97,11 +99,13 @@ const DRIVES_HINT: &str =
 #[component]
 pub fn NewNodePage() -> impl IntoView {
     let me_resource = use_me();
+    let flash = use_flash();
     view! {
         <Title text="Add a node"/>
         <h1>"Add a node"</h1>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let _ = flash.await;
                 with_me(me_resource.await, |me| {
                     // Like every other page, no form for what the role
                     // cannot do (the server refuses it anyway).
@@ -119,20 +123,21 @@ pub fn NewNodePage() -> impl IntoView {
 #[component]
 fn NewNodeForm() -> impl IntoView {
     let create = ServerAction::<CreateNode>::new();
+    let refill = Refill::of::<CreateNode>();
     view! {
         <ActionForm action=create attr:class="stack" attr:id="new-node">
             <label>"Name (letters and digits; fixed once created)"
-                <input name="name" required maxlength="63" pattern="[A-Za-z0-9]+" autocomplete="off"/>
+                <input name="name" required maxlength="63" pattern="[A-Za-z0-9]+" autocomplete="off" value=refill.text("name", "")/>
             </label>
-            <label>"Public IPv4 address of the server" <input name="public_ipv4" required placeholder="203.0.113.10"/></label>
-            <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required inputmode="numeric" value="1000"/></label>
-            <label class="check"><input type="checkbox" name="enabled" value="on" checked/> "Enabled"</label>
+            <label>"Public IPv4 address of the server" <input name="public_ipv4" required placeholder="203.0.113.10" value=refill.text("public_ipv4", "")/></label>
+            <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required inputmode="numeric" value=refill.text("max_egress_mbps", "1000")/></label>
+            <label class="check"><input type="checkbox" name="enabled" value="on" checked=refill.checked("enabled", true)/> "Enabled"</label>
             <label>"Cache drives"
-                <textarea name="drives" rows="3" required placeholder="/var/cache/lastmile 500"></textarea>
+                <textarea name="drives" rows="3" required placeholder="/var/cache/lastmile 500">{refill.text("drives", "")}</textarea>
                 <span class="hint">{DRIVES_HINT}</span>
             </label>
             <label>"Added content hosts (optional)"
-                <textarea name="extra_hosts" rows="2" placeholder="updates.example.net"></textarea>
+                <textarea name="extra_hosts" rows="2" placeholder="updates.example.net">{refill.text("extra_hosts", "")}</textarea>
                 <span class="hint">{HOSTS_HINT}</span>
             </label>
             <button type="submit">"Create node"</button>
@@ -171,10 +176,12 @@ pub fn NodePage() -> impl IntoView {
     );
     let pending_key = Resource::new(name, take_issued_key);
     let traffic = super::traffic::use_traffic(move || Some(name()));
+    let flash = use_flash();
     view! {
         <Title text=move || format!("Node {}", name())/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let _ = flash.await;
                 let me = me_resource.await;
                 let node = node.await;
                 let pending_key = pending_key.await.ok().flatten();
@@ -284,6 +291,7 @@ fn NodeSettings(
         .collect::<Vec<_>>()
         .join("\n");
     let rows = node.drives.len().max(2).to_string();
+    let refill = Refill::of::<UpdateNode>();
     view! {
         <h2>"Settings"</h2>
         {if can_edit {
@@ -293,15 +301,15 @@ fn NodeSettings(
             view! {
                 <ActionForm action=update attr:class="stack" attr:id="node-settings">
                     <input type="hidden" name="name" value=name/>
-                    <label>"Public IPv4 address" <input name="public_ipv4" required value=s.public_ipv4.clone()/></label>
-                    <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required value=s.max_egress_mbps.to_string()/></label>
-                    <label class="check"><input type="checkbox" name="enabled" value="on" checked=s.enabled/> "Enabled"</label>
+                    <label>"Public IPv4 address" <input name="public_ipv4" required value=refill.text("public_ipv4", s.public_ipv4.clone())/></label>
+                    <label>"Maximum egress (Mbps)" <input name="max_egress_mbps" required value=refill.text("max_egress_mbps", s.max_egress_mbps.to_string())/></label>
+                    <label class="check"><input type="checkbox" name="enabled" value="on" checked=refill.checked("enabled", s.enabled)/> "Enabled"</label>
                     <label>"Cache drives"
-                        <textarea name="drives" rows=rows required>{drives_text}</textarea>
+                        <textarea name="drives" rows=rows required>{refill.text("drives", drives_text)}</textarea>
                         <span class="hint">{DRIVES_HINT}</span>
                     </label>
                     <label>"Added content hosts"
-                        <textarea name="extra_hosts" rows="2">{hosts_text}</textarea>
+                        <textarea name="extra_hosts" rows="2">{refill.text("extra_hosts", hosts_text)}</textarea>
                         <span class="hint">{HOSTS_HINT}</span>
                     </label>
                     <button type="submit">"Save settings"</button>
@@ -363,6 +371,14 @@ fn NodeRouting(
         .map(|n| format!("{} {}", n.address, n.asn))
         .collect::<Vec<_>>()
         .join("\n");
+    let refill_manual = Refill::of::<SaveManualRouting>();
+    let prefixes_text = refill_manual.text("prefixes", prefixes_text);
+    let refill_bgp = Refill::of::<SaveBgp>();
+    let asn_text = refill_bgp.text(
+        "asn",
+        node.bgp_asn.map(|a| a.to_string()).unwrap_or_default(),
+    );
+    let neighbors_text = refill_bgp.text("neighbors", neighbors_text);
     let block_list = view! {
         <ul class="prefixes">
             {node.manual_prefixes.iter().map(|p| {
@@ -440,7 +456,7 @@ fn NodeRouting(
             <ActionForm action=bgp attr:class="stack" attr:id="bgp-settings">
                 <input type="hidden" name="name" value=name_bgp.clone()/>
                 <label>"The node's ASN (2-byte or 4-byte)"
-                    <input name="asn" required inputmode="numeric" value=node.bgp_asn.map(|a| a.to_string()).unwrap_or_default()/>
+                    <input name="asn" required inputmode="numeric" value=asn_text.clone()/>
                 </label>
                 <label>"Neighbors: one router a line, its IPv4 address and ASN"
                     <textarea name="neighbors" rows="3" required placeholder="192.0.2.1 64512">{neighbors_text}</textarea>
@@ -576,12 +592,13 @@ fn NodeProvisioning(
 
 #[component]
 fn DeleteNodeForm(name: String, delete: ServerAction<DeleteNode>) -> impl IntoView {
+    let refill = Refill::of::<DeleteNode>();
     view! {
         <h2>"Delete"</h2>
         <ActionForm action=delete attr:class="stack" attr:id="delete-node">
             <input type="hidden" name="name" value=name.clone()/>
             <label>"Type the node's name to delete it and its routing"
-                <input name="confirm_name" required autocomplete="off" placeholder=name/>
+                <input name="confirm_name" required autocomplete="off" placeholder=name value=refill.text("confirm_name", "")/>
             </label>
             <button type="submit" class="danger">"Delete node"</button>
         </ActionForm>

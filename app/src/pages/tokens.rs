@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::{format_time, ActionError, ErrorMessage};
+use super::{format_time, use_flash, ActionError, ErrorMessage, Refill};
 use crate::api::*;
 
 #[component]
@@ -14,6 +14,7 @@ pub fn TokensPage() -> impl IntoView {
         move || (create.version().get(), revoke.version().get()),
         |_| list_api_tokens(),
     );
+    let flash = use_flash();
     view! {
         <Title text="API tokens"/>
         <h1>"API tokens"</h1>
@@ -28,10 +29,18 @@ pub fn TokensPage() -> impl IntoView {
                 <pre class="command" id="new-token">{new.token}</pre>
             </div>
         })}
-        <ActionForm action=create attr:class="inline" attr:id="create-token">
-            <input name="name" required placeholder="What uses it (e.g. provisioning)" aria-label="Token name"/>
-            <button type="submit">"Create token"</button>
-        </ActionForm>
+        <Suspense>
+            {move || Suspend::new(async move {
+                let _ = flash.await;
+                let refill = Refill::of::<CreateApiToken>();
+                view! {
+                    <ActionForm action=create attr:class="inline" attr:id="create-token">
+                        <input name="name" required placeholder="What uses it (e.g. provisioning)" aria-label="Token name" value=refill.text("name", "")/>
+                        <button type="submit">"Create token"</button>
+                    </ActionForm>
+                }
+            })}
+        </Suspense>
         <ActionError action=create/>
         <ActionError action=revoke/>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
