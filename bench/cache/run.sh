@@ -6,13 +6,15 @@
 #   bench/cache/run.sh [warm] [herd] [deep] [memory]    (default: all four)
 #
 # Environment: BENCH_DIR (default /tmp/lastmile-bench, needs ~13 GB),
-# ROUNDS (warm-hit rounds per connection count, default 5), DURATION (seconds
+# ROUNDS (warm-hit rounds per connection count, default 5), WARM_CONNECTIONS
+# (default "16 64 256"), DURATION (seconds
 # per wrk run, default 10), MEMORY_SECONDS (how long the 256 downloads run;
 # 0 = until they finish, default 120), SERVERS (for herd, deep and memory:
 # default "nginx lastmile"), RESULTS (default $BENCH_DIR/results.md).
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
+WARM_CONNECTIONS="${WARM_CONNECTIONS:-16 64 256}"
 SERVERS="${SERVERS:-nginx lastmile}"
 DURATION="${DURATION:-10}"
 MEMORY_SECONDS="${MEMORY_SECONDS:-120}"
@@ -54,7 +56,7 @@ warm() {
   done
   local table="$BENCH_DIR/warm.tsv"
   : > "$table"
-  for conns in 16 64 256; do
+  for conns in $WARM_CONNECTIONS; do
     for round in $(seq 1 "$ROUNDS"); do
       # Alternate who goes first, so drifting background load hits both.
       local order="nginx lastmile"
@@ -86,7 +88,7 @@ warm() {
     echo
     echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | nginx CPU s/GB | lastmile CPU s/GB | CPU ratio |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    for conns in 16 64 256; do
+    for conns in $WARM_CONNECTIONS; do
       local n_rps l_rps n_p99 l_p99 n_cpu l_cpu
       n_rps="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $3 }' "$table" | median)"
       l_rps="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $3 }' "$table" | median)"
