@@ -202,6 +202,14 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# CPU seconds the whole machine has been busy (every CPU, everything but
+# idle, I/O wait and time the hypervisor took). Over loopback the receiver's TCP work is charged to
+# whichever process happens to run it, server or client, so this total is
+# the fair cost of serving the same bytes.
+machine_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
+
 rss_kib() {
   awk '/^VmRSS/ { print $2 }' "/proc/$1/status"
 }

@@ -62,12 +62,14 @@ warm() {
       local order="nginx lastmile"
       [ $((round % 2)) -eq 0 ] && order="lastmile nginx"
       for server in $order; do
-        local pid cpu0 cpu1 out rps p99 gb
+        local pid cpu0 cpu1 all0 all1 out rps p99 gb
         pid="$(server_pid "$server")"
         cpu0="$(cpu_seconds "$pid")"
+        all0="$(machine_cpu_seconds)"
         out="$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency \
           -s "$HERE/ranges.lua" -H "$(host_header_of "$server")" "$(url_of "$server" 64m.bin)" 2>&1)"
         cpu1="$(cpu_seconds "$pid")"
+        all1="$(machine_cpu_seconds)"
         if echo "$out" | grep -q "unexpected status\|Non-2xx"; then
           echo "$out" >&2
           echo "$server answered something other than 206" >&2
@@ -76,7 +78,8 @@ warm() {
         rps="$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
         p99="$(echo "$out" | awk '$1 == "99%" { print $2 }' | ms)"
         gb="$(echo "$out" | awk '/read$/ { v = $(NF-1); if (v ~ /GB$/) v = v + 0; else if (v ~ /MB$/) v = v / 1024; print v }')"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" >> "$table"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" \
+          "$(echo "$all1 - $all0" | bc)" >> "$table"
         log "  $conns connections, $server: $rps req/s, p99 ${p99} ms"
       done
     done
@@ -86,21 +89,24 @@ warm() {
     echo
     echo "\`taskset -c 1 wrk -t1 -c<N> -d${DURATION}s --latency -s bench/cache/ranges.lua\`, ${ROUNDS} alternating rounds, medians."
     echo
-    echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | nginx CPU s/GB | lastmile CPU s/GB | CPU ratio |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | nginx CPU s/GB | lastmile CPU s/GB | CPU ratio | machine CPU s/GB, nginx | machine, lastmile | machine ratio |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for conns in $WARM_CONNECTIONS; do
-      local n_rps l_rps n_p99 l_p99 n_cpu l_cpu
+      local n_rps l_rps n_p99 l_p99 n_cpu l_cpu n_all l_all
       n_rps="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $3 }' "$table" | median)"
       l_rps="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $3 }' "$table" | median)"
       n_p99="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $4 }' "$table" | median)"
       l_p99="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $4 }' "$table" | median)"
       n_cpu="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $5 / $6 }' "$table" | median)"
       l_cpu="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $5 / $6 }' "$table" | median)"
-      printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
-        "$(ratio "$l_rps" "$n_rps")" "$n_p99" "$l_p99" "$n_cpu" "$l_cpu" "$(ratio "$l_cpu" "$n_cpu")"
+      n_all="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $7 / $6 }' "$table" | median)"
+      l_all="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $7 / $6 }' "$table" | median)"
+      printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
+        "$(ratio "$l_rps" "$n_rps")" "$n_p99" "$l_p99" "$n_cpu" "$l_cpu" "$(ratio "$l_cpu" "$n_cpu")" \
+        "$n_all" "$l_all" "$(ratio "$l_all" "$n_all")"
     done
     echo
-    echo "Raw runs (connections, server, req/s, p99 ms, server CPU s, GB):"
+    echo "Raw runs (connections, server, req/s, p99 ms, server CPU s, GB, machine CPU s):"
     echo
     echo '```'
     cat "$table"
