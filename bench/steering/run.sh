@@ -9,6 +9,9 @@
 # Needs: wrk and nginx (Debian packages). Usage: bench/steering/run.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+for tool in wrk nginx curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx curl)" >&2; exit 1; }
+done
 ROOT="$PWD"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SECONDS_EACH="${1:-15}"

@@ -17,6 +17,9 @@
 # they scale with the fleet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+for tool in wrk hyperfine curl psql; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk hyperfine curl postgresql-client)" >&2; exit 1; }
+done
 ROOT="$PWD"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SECONDS_EACH="${1:-30}"
