@@ -10,9 +10,8 @@
 -- Rows name their organization, not only their node: node ids are never
 -- reused, and a deleted node's traffic stays part of its organization's
 -- history until retention removes it. (The organization's deletion removes
--- it at once.) The primary key leads with (org_id, bucket_ms) so the fleet
--- dashboard reads one contiguous run of rows; the node index serves a
--- node's page.
+-- it at once.) A node's page reads through the node index; the fleet
+-- dashboard reads the fleet tables at the end of this file.
 
 -- The agent's cumulative bytes per content family in its current life, and
 -- their sums over every life, beside the other counters. NULL until the
@@ -83,3 +82,64 @@ CREATE TABLE traffic_day (
     PRIMARY KEY (org_id, bucket_ms, node_id)
 );
 CREATE INDEX traffic_day_node ON traffic_day(node_id, bucket_ms);
+
+-- Fleet traffic, summed at ingestion: the organization's dashboard reads
+-- one row per bucket and shard instead of one per bucket and node, so it
+-- costs the same for ten nodes as for ten thousand.
+--
+-- A report adds its increases to these rows in the same transaction as to
+-- its node's rows above, split the same way, so fleet and node series agree
+-- to the byte. The shard (node id modulo 16) spreads concurrent reports of
+-- one organization over 16 rows per bucket: on PostgreSQL each row is
+-- locked until its transaction commits, and one row per bucket would make
+-- every report of the organization wait for the previous one.
+CREATE TABLE traffic_fleet_minute (
+    org_id                BIGINT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    bucket_ms             BIGINT NOT NULL,
+    shard                 BIGINT NOT NULL,
+    requests              BIGINT NOT NULL,
+    hit_bytes             BIGINT NOT NULL,
+    miss_bytes            BIGINT NOT NULL,
+    origin_bytes          BIGINT NOT NULL,
+    errors                BIGINT NOT NULL,
+    windows_update_bytes  BIGINT NOT NULL,
+    office_bytes          BIGINT NOT NULL,
+    xbox_bytes            BIGINT NOT NULL,
+    edge_bytes            BIGINT NOT NULL,
+    other_bytes           BIGINT NOT NULL,
+    PRIMARY KEY (org_id, bucket_ms, shard)
+);
+
+CREATE TABLE traffic_fleet_hour (
+    org_id                BIGINT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    bucket_ms             BIGINT NOT NULL,
+    shard                 BIGINT NOT NULL,
+    requests              BIGINT NOT NULL,
+    hit_bytes             BIGINT NOT NULL,
+    miss_bytes            BIGINT NOT NULL,
+    origin_bytes          BIGINT NOT NULL,
+    errors                BIGINT NOT NULL,
+    windows_update_bytes  BIGINT NOT NULL,
+    office_bytes          BIGINT NOT NULL,
+    xbox_bytes            BIGINT NOT NULL,
+    edge_bytes            BIGINT NOT NULL,
+    other_bytes           BIGINT NOT NULL,
+    PRIMARY KEY (org_id, bucket_ms, shard)
+);
+
+CREATE TABLE traffic_fleet_day (
+    org_id                BIGINT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    bucket_ms             BIGINT NOT NULL,
+    shard                 BIGINT NOT NULL,
+    requests              BIGINT NOT NULL,
+    hit_bytes             BIGINT NOT NULL,
+    miss_bytes            BIGINT NOT NULL,
+    origin_bytes          BIGINT NOT NULL,
+    errors                BIGINT NOT NULL,
+    windows_update_bytes  BIGINT NOT NULL,
+    office_bytes          BIGINT NOT NULL,
+    xbox_bytes            BIGINT NOT NULL,
+    edge_bytes            BIGINT NOT NULL,
+    other_bytes           BIGINT NOT NULL,
+    PRIMARY KEY (org_id, bucket_ms, shard)
+);

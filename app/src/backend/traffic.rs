@@ -94,7 +94,7 @@ impl Tier {
     }
 
     /// The organization's series, summed at ingestion (see
-    /// `0005_traffic_fleet.sql`).
+    /// `0004_traffic.sql`).
     pub fn fleet_table(self) -> &'static str {
         match self {
             Tier::Minute => "traffic_fleet_minute",
