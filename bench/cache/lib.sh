@@ -140,7 +140,8 @@ start_lastmile() {
   wait_port "$LASTMILE_PORT"
 }
 
-stop_nginx() {
+# Stops the server whose pid is in $BENCH_DIR/<name>.pid and waits for it.
+stop_server() {
   local pidfile="$BENCH_DIR/$1.pid"
   if [ -f "$pidfile" ]; then
     local pid; pid="$(cat "$pidfile")"
@@ -150,20 +151,10 @@ stop_nginx() {
   fi
 }
 
-stop_lastmile() {
-  local pidfile="$BENCH_DIR/lastmile.pid"
-  if [ -f "$pidfile" ]; then
-    local pid; pid="$(cat "$pidfile")"
-    kill "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    rm -f "$pidfile"
-  fi
-}
-
 stop_all() {
-  stop_lastmile
-  stop_nginx peer
-  stop_nginx origin
+  stop_server lastmile
+  stop_server peer
+  stop_server origin
 }
 
 wait_port() {
