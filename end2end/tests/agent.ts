@@ -5,12 +5,13 @@
 // the agent itself, run and stopped the way an operator's service manager
 // does.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+
+import { startChild } from './child';
 
 /** The host name the tests' origin goes by; nodes add it to their allow-list. */
 export const ORIGIN_HOST = 'origin.test';
@@ -128,13 +129,6 @@ export async function startOrigin(files: Record<string, number>): Promise<Origin
   };
 }
 
-// Agents still running, so that they die with this process even when a
-// run is interrupted before a test's own clean-up.
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 export interface RunningAgent {
   /** Where subscribers download from: http://127.0.0.1:PORT. */
   dataUrl: string;
@@ -150,7 +144,7 @@ export interface RunningAgent {
  */
 export async function runAgent(binary: string, stateDir: string, origin: Origin): Promise<RunningAgent> {
   const [data, admin, bgp] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(
+  const agent = startChild(
     binary,
     [
       'run',
@@ -161,26 +155,9 @@ export async function runAgent(binary: string, stateDir: string, origin: Origin)
       '--origin-port', String(origin.port),
       '--origin-resolve', `${ORIGIN_HOST}=127.0.0.1:${origin.port}`,
     ],
-    { env: { ...process.env, LASTMILE_LOG: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { ...process.env, LASTMILE_LOG: 'info' },
   );
-  running.add(child);
-  let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  return {
-    dataUrl: `http://127.0.0.1:${data}`,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const killed = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(killed);
-      }
-      running.delete(child);
-    },
-  };
+  return { dataUrl: `http://127.0.0.1:${data}`, output: agent.output, stop: agent.stop };
 }
 
 /** The `--pin` of a self-signed portal, from its install command. */
@@ -205,26 +182,18 @@ export async function fetchThrough(
   output: string,
 ): Promise<string> {
   mkdirSync(dirname(output), { recursive: true });
-  const child = spawn(
-    binary,
-    [
-      'fetch', origin.url(file),
-      '--portal', portal,
-      '--pin', pin,
-      '--client', client,
-      '--origin-resolve', `${ORIGIN_HOST}=127.0.0.1:${origin.port}`,
-      '--output', output,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  running.add(child);
-  let text = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (text += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (text += s));
-  const killed = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const status = await new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  const fetch = startChild(binary, [
+    'fetch', origin.url(file),
+    '--portal', portal,
+    '--pin', pin,
+    '--client', client,
+    '--origin-resolve', `${ORIGIN_HOST}=127.0.0.1:${origin.port}`,
+    '--output', output,
+  ]);
+  const killed = setTimeout(() => fetch.process.kill('SIGKILL'), 60_000);
+  const status = await fetch.exited;
   clearTimeout(killed);
-  running.delete(child);
+  const text = fetch.output();
   if (status !== 0) throw new Error(`lastmile-agent fetch failed (${status}): ${text}`);
   return text;
 }

@@ -3,11 +3,12 @@
 // self-signed certificate, with a fresh data folder (so a fresh SQLite
 // database) and a setup code the tests know.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+
+import { startChild } from './child';
 
 export const SETUP_CODE = 'e2e-setup-7f3k9q';
 
@@ -30,13 +31,6 @@ function portalBinary(): string {
   return bin;
 }
 
-// Portals that are still running, so that they die with this process even
-// when a test run is interrupted before its afterAll hooks.
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 /**
  * The node agent the portal serves to install scripts: LASTMILE_AGENT_BIN,
  * or `lastmile-agent` beside the portal binary (scripts/build-site builds
@@ -54,7 +48,7 @@ export async function startPortal(extraArgs: string[] = []): Promise<Portal> {
   // Port 0: the kernel picks a free port, and the portal prints which one.
   // Picking a port here and passing it on would race with other test
   // workers and other people's test runs on the same machine.
-  const child = spawn(
+  const portal = startChild(
     portalBinary(),
     [
       '--data-dir', dataDir,
@@ -64,40 +58,26 @@ export async function startPortal(extraArgs: string[] = []): Promise<Portal> {
       ...(agent ? ['--agent-binary', agent] : []),
       ...extraArgs,
     ],
-    {
-      env: { ...process.env, LASTMILE_LOG: process.env.LASTMILE_LOG ?? 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    { ...process.env, LASTMILE_LOG: process.env.LASTMILE_LOG ?? 'warn' },
   );
-  running.add(child);
-  let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const killed = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(killed);
-    }
-    running.delete(child);
+    await portal.stop();
     rmSync(dataDir, { recursive: true, force: true });
   };
 
   try {
     const url = await waitFor(60_000, 'the portal to print its address', () => {
-      if (child.exitCode !== null) throw new Error(`the portal exited with ${child.exitCode}`);
-      return /listening on (https:\/\/[0-9.]+:\d+)\//.exec(output)?.[1];
+      const status = portal.process.exitCode;
+      if (status !== null) throw new Error(`the portal exited with ${status}`);
+      return /listening on (https:\/\/[0-9.]+:\d+)\//.exec(portal.output())?.[1];
     });
     await waitFor(30_000, 'the portal to answer /healthz', async () =>
       (await healthz(url)) ? true : undefined,
     );
-    return { url, output: () => output, stop };
+    return { url, output: portal.output, stop };
   } catch (e) {
     await stop();
-    throw new Error(`${(e as Error).message}\n--- portal output ---\n${output}`);
+    throw new Error(`${(e as Error).message}\n--- portal output ---\n${portal.output()}`);
   }
 }
 
