@@ -96,11 +96,11 @@ pub fn router(state: AppState, options: RouterOptions) -> Router {
         )
         .route(
             "/traffic.csv",
-            get(traffic_csv_download).with_state(state.clone()),
+            get(traffic::browser_export).with_state(state.clone()),
         )
         .route(
             "/traffic.json",
-            get(traffic_json_download).with_state(state.clone()),
+            get(traffic::browser_export).with_state(state.clone()),
         )
         .merge(pages)
         .layer(from_fn_with_state(state.clone(), web::page_guard))
@@ -160,32 +160,6 @@ async fn learned_routes_download(
         axum::Json(routes),
     )
         .into_response())
-}
-
-/// The CSV export of a dashboard chart, for the signed-in person.
-async fn traffic_csv_download(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
-    headers: axum::http::HeaderMap,
-    query: Result<
-        axum::extract::Query<traffic::ExportQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
-) -> Result<axum::response::Response, api_v1::ApiFailure> {
-    traffic::browser_export(state, current, &headers, query, traffic::Format::Csv).await
-}
-
-/// The JSON export of a dashboard chart, for the signed-in person.
-async fn traffic_json_download(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
-    headers: axum::http::HeaderMap,
-    query: Result<
-        axum::extract::Query<traffic::ExportQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
-) -> Result<axum::response::Response, api_v1::ApiFailure> {
-    traffic::browser_export(state, current, &headers, query, traffic::Format::Json).await
 }
 
 /// 200 when the portal can reach its database, 503 when it cannot: for load

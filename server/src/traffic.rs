@@ -139,21 +139,26 @@ pub fn export_response(
 
 /// `/traffic.csv` and `/traffic.json`: the export links beside each chart,
 /// for the signed-in person's organization (the page guard has sent anyone
-/// signed out to the sign-in page).
+/// signed out to the sign-in page). The file name's ending is the format.
 pub async fn browser_export(
-    state: AppState,
-    current: app::backend::CurrentUser,
-    headers: &HeaderMap,
+    State(state): State<AppState>,
+    axum::Extension(current): axum::Extension<app::backend::CurrentUser>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     query: Result<Query<ExportQuery>, QueryRejection>,
-    format: Format,
 ) -> Result<Response, ApiFailure> {
+    let format = if uri.path().ends_with(".csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    };
     let me = current.0.ok_or(AppError::Unauthenticated)?;
     app::backend::authorize(&me, |_| true, "see traffic")?;
     let query = query_or_invalid(query)?;
     if query.format.is_some() {
         return Err(AppError::invalid("The format is in the file name: .csv or .json.").into());
     }
-    let cookies = traffic::cookie_header(headers);
+    let cookies = traffic::cookie_header(&headers);
     let node = query.node.clone().filter(|n| !n.trim().is_empty());
     let (report, chart) =
         export_report(&state, me.org_id, node.as_deref(), &query, Some(&cookies)).await?;
