@@ -6,24 +6,23 @@
 // does.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname } from 'node:path';
 
 import { startChild } from './child';
+import { agentBinaryPath } from './portal';
 
 /** The host name the tests' origin goes by; nodes add it to their allow-list. */
 export const ORIGIN_HOST = 'origin.test';
 
-/** The agent binary: LASTMILE_AGENT_BIN, or `lastmile-agent` beside the portal binary. */
+/** The agent binary the portal serves (see `agentBinaryPath`); fails with what to do when there is none. */
 export function agentBinary(): string {
-  const portal =
-    process.env.LASTMILE_PORTAL_BIN ?? resolve(__dirname, '../../target/debug/lastmile-portal');
-  const bin = process.env.LASTMILE_AGENT_BIN ?? join(dirname(portal), 'lastmile-agent');
-  if (!existsSync(bin)) {
+  const bin = agentBinaryPath();
+  if (!bin) {
     throw new Error(
-      `No agent binary at ${bin}. scripts/build-site builds it beside the portal; or point LASTMILE_AGENT_BIN at it.`,
+      'No agent binary beside the portal. scripts/build-site builds it there; or point LASTMILE_AGENT_BIN at it.',
     );
   }
   return bin;

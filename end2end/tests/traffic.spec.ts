@@ -191,8 +191,8 @@ test('the node\'s page shows its own traffic beside its state and config; ranges
   await ui.screenshot('node-traffic');
 
   // A custom range that ends before it starts is refused with the reason.
-  await ui.open(`/nodes/${NODE}?range=custom&from=2026-11-20T10:00&to=2026-11-20T09:00`);
-  await expect(page.getByRole('alert')).toContainText(/must end after it starts|starts in the future/);
+  await ui.open(`/nodes/${NODE}?range=custom&from=2025-11-20T10:00&to=2025-11-20T09:00`);
+  await expect(page.getByRole('alert')).toContainText('must end after it starts');
   await expect(page.locator('details.custom-range')).toHaveAttribute('open', '');
 });
 

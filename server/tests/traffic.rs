@@ -70,6 +70,14 @@ fn report(boot: &str, requests: u64, hit: u64, miss: u64, office: u64) -> Report
     }
 }
 
+/// Records `report` as though it arrived at `at_ms` (reports from the past,
+/// as after a portal outage), with the default retention settings.
+async fn record(portal: &TestPortal, node: &AgentNode, report: &Report, at_ms: i64) {
+    agents::record_report_at(&portal.db, node, report, &PortalSettings::default(), at_ms)
+        .await
+        .unwrap();
+}
+
 /// Sends a report over HTTP as the agent does.
 async fn send(portal: &TestPortal, credential: &str, report: &Report) {
     let res = reqwest::Client::new()
@@ -205,7 +213,6 @@ async fn a_lost_report_is_spread_over_its_time_and_tiers_agree(backend: Backend)
     let test_db = TestDb::new(backend).await;
     let (portal, admin) = set_up_portal(&test_db).await;
     let (_, node) = registered(&portal, &admin, "edge1").await;
-    let settings = PortalSettings::default();
     // Reports every 30 s at 100 bytes a second, starting on an hour four
     // hours ago (the series take reports from the past, as after a portal
     // outage).
@@ -214,15 +221,7 @@ async fn a_lost_report_is_spread_over_its_time_and_tiers_agree(backend: Backend)
     let at = |seconds: i64| t0 + seconds * 1000;
     let cumulative = |seconds: u64| report("boot-a", seconds / 30, seconds * 100, 0, 0);
     for seconds in [0u64, 30, /* 60 is lost */ 90, 120] {
-        agents::record_report_at(
-            &portal.db,
-            &node,
-            &cumulative(seconds),
-            &settings,
-            at(seconds as i64),
-        )
-        .await
-        .unwrap();
+        record(&portal, &node, &cumulative(seconds), at(seconds as i64)).await;
     }
     let rows = buckets(
         &portal,
@@ -242,24 +241,8 @@ async fn a_lost_report_is_spread_over_its_time_and_tiers_agree(backend: Backend)
 
     // The agent restarts: its first report (counters from zero) lands in
     // the report's own minute, and the next continues from it.
-    agents::record_report_at(
-        &portal.db,
-        &node,
-        &report("boot-b", 1, 700, 0, 0),
-        &settings,
-        at(150),
-    )
-    .await
-    .unwrap();
-    agents::record_report_at(
-        &portal.db,
-        &node,
-        &report("boot-b", 2, 3_700, 0, 0),
-        &settings,
-        at(180),
-    )
-    .await
-    .unwrap();
+    record(&portal, &node, &report("boot-b", 1, 700, 0, 0), at(150)).await;
+    record(&portal, &node, &report("boot-b", 2, 3_700, 0, 0), at(180)).await;
     let rows = buckets(
         &portal,
         Scope::Node(node.id),
@@ -268,22 +251,20 @@ async fn a_lost_report_is_spread_over_its_time_and_tiers_agree(backend: Backend)
         t0 + HOUR_MS,
     )
     .await;
-    assert_eq!(rows[2], (t0 + 2 * MINUTE_MS, rows[2].1));
+    assert_eq!(rows[2].0, t0 + 2 * MINUTE_MS);
     assert_eq!(rows[2].1.hit_bytes, 3_700);
 
     // Silence for two and a half hours with the agent still serving (the
     // portal was away): the next report spreads over all of it, across
     // three hours.
     let later = 180 + 150 * 60;
-    agents::record_report_at(
-        &portal.db,
+    record(
+        &portal,
         &node,
         &report("boot-b", 100, 3_700 + 9_000_000, 0, 0),
-        &settings,
         at(later),
     )
-    .await
-    .unwrap();
+    .await;
     let minutes = buckets(
         &portal,
         Scope::Node(node.id),
@@ -326,19 +307,14 @@ async fn retention_prunes_each_tier_and_keeps_deleted_nodes_history(backend: Bac
     let (portal, admin) = set_up_portal(&test_db).await;
     let (_, node) = registered(&portal, &admin, "edge1").await;
     let (_, other) = registered(&portal, &admin, "edge2").await;
-    let settings = PortalSettings::default();
     let now = app::backend::db::now_ms();
     let day0 = now - now % DAY_MS - 5 * DAY_MS;
     // One report an hour for five days, a megabyte each.
     for hour in 0..=5 * 24 {
         let t = day0 + hour * HOUR_MS;
         let r = report("boot-a", hour as u64, hour as u64 * 1_000_000, 0, 0);
-        agents::record_report_at(&portal.db, &node, &r, &settings, t)
-            .await
-            .unwrap();
-        agents::record_report_at(&portal.db, &other, &r, &settings, t)
-            .await
-            .unwrap();
+        record(&portal, &node, &r, t).await;
+        record(&portal, &other, &r, t).await;
     }
     let count = |tier: Tier| {
         let db = portal.db.clone();
@@ -411,30 +387,6 @@ async fn retention_prunes_each_tier_and_keeps_deleted_nodes_history(backend: Bac
         .await
         .unwrap();
     assert_eq!(fresh["summary"]["counts"]["hit_bytes"], 0);
-}
-
-/// Sets up a second organization with its own administrator, signed in.
-async fn other_org_admin(portal: &TestPortal) -> Client {
-    let password = "other admin pw 1";
-    let hash = app::backend::passwords::hash(password.to_string())
-        .await
-        .unwrap();
-    app::backend::accounts::create_org(
-        &portal.db,
-        app::backend::accounts::NewOrg {
-            org_name: "Other ISP",
-            admin_username: "otto",
-            admin_password_hash: &hash,
-            must_change_password: false,
-            is_first_run: false,
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let client = portal.client();
-    client.login("otto", password).await.unwrap();
-    client
 }
 
 async fn dashboards_render_charts_in_the_viewers_zone(backend: Backend) {
@@ -655,7 +607,7 @@ async fn exports_in_csv_and_json_for_people_and_tokens_stay_in_their_org(backend
 
     // Another organization sees none of it: its token gets "not found" for
     // this node, and its fleet is empty.
-    let otto = other_org_admin(&portal).await;
+    let otto = second_org_admin(&portal, "otto", "other admin pw 1").await;
     let other = Api::for_client(&otto).await;
     let (status, body) = other.get("/api/v1/nodes/edge1/traffic?range=1h").await;
     assert_eq!(status, 404, "{body}");
@@ -690,7 +642,7 @@ async fn metrics_need_the_token_and_api_metrics_stay_in_their_org(backend: Backe
         .unwrap();
     let (credential, _) = registered(&portal, &admin, "edge1").await;
     send(&portal, &credential, &report("boot-a", 7, 9_000, 1_000, 0)).await;
-    let otto = other_org_admin(&portal).await;
+    let otto = second_org_admin(&portal, "otto", "other admin pw 1").await;
     create_node(&otto, "far1", "198.51.100.1").await.unwrap();
 
     let http = reqwest::Client::new();
@@ -716,7 +668,7 @@ async fn metrics_need_the_token_and_api_metrics_stay_in_their_org(backend: Backe
         "{text}"
     );
     assert!(
-        text.contains(r#"lastmile_nodes{org="Other ISP",state="never_connected"} 1"#),
+        text.contains(r#"lastmile_nodes{org="Second ISP",state="never_connected"} 1"#),
         "{text}"
     );
     assert!(
@@ -736,7 +688,7 @@ async fn metrics_need_the_token_and_api_metrics_stay_in_their_org(backend: Backe
     let (status, body) = other.get("/api/v1/metrics").await;
     assert_eq!(status, 200);
     let text = body.as_str().unwrap();
-    assert!(text.contains(r#"lastmile_nodes{org="Other ISP",state="never_connected"} 1"#));
+    assert!(text.contains(r#"lastmile_nodes{org="Second ISP",state="never_connected"} 1"#));
     assert!(
         !text.contains("First ISP") && !text.contains("edge1"),
         "{text}"

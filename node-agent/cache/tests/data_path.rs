@@ -308,8 +308,10 @@ async fn quota_is_never_exceeded_and_eviction_makes_room() {
     // Lowering the quota evicts at once.
     settings.drives[0].quota_bytes = 5 * (SLICE + 4096);
     node.cache.apply(settings).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(drive_usage(&drive) <= 5 * (SLICE + 4096));
+    eventually("the lowered quota to be kept", || {
+        drive_usage(&drive) <= 5 * (SLICE + 4096)
+    })
+    .await;
     expect_bytes(&get(node.addr, "/q/0").await, &content(100, len));
 }
 
@@ -1004,8 +1006,12 @@ async fn the_egress_limit_slows_every_client() {
     let big_body = content(98, 16 * SLICE as usize);
     origin.put("/big", OriginObject::new(big_body.clone(), "\"b\""));
     let addr = node.addr;
+    let before = node.cache.counters().miss_bytes;
     let big = tokio::spawn(async move { get(addr, "/big").await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the big download to be under way", || {
+        node.cache.counters().miss_bytes > before
+    })
+    .await;
     let small = get_range(node.addr, "/slow", "bytes=0-8191").await;
     expect_bytes(&small, &body[..8192]);
     assert!(

@@ -135,6 +135,10 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the agent said.
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}", self.log());
+        }
     }
 }
 
