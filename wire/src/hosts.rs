@@ -89,18 +89,20 @@ pub fn normalize_host(host: &str) -> String {
 }
 
 /// Whether `host` (normalized) matches `pattern`: either exactly, or for
-/// `*.domain`, `domain` itself or any name under it.
+/// `*.domain`, `domain` itself or any name under it. Case is ignored without
+/// copying either side: the data path asks this for every request.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
-    match pattern.strip_prefix("*.") {
-        Some(domain) => {
-            host == domain
-                || (host.len() > domain.len()
-                    && host.ends_with(domain)
-                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.')
-        }
-        None => host == pattern,
-    }
+    let pattern = pattern.trim().trim_end_matches('.');
+    let (domain, wildcard) = match pattern.strip_prefix("*.") {
+        Some(domain) => (domain, true),
+        None => (pattern, false),
+    };
+    let (host, domain) = (host.as_bytes(), domain.as_bytes());
+    host.eq_ignore_ascii_case(domain)
+        || (wildcard
+            && host.len() > domain.len()
+            && host[host.len() - domain.len() - 1] == b'.'
+            && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain))
 }
 
 /// The most specific default pattern that matches, so that
@@ -167,6 +169,7 @@ mod tests {
         assert!(!host_matches("*.example.com", "badexample.com"));
         assert!(!host_matches("*.example.com", "example.com.evil.net"));
         assert!(host_matches("origin.test", "origin.test"));
+        assert!(host_matches(" *.Example.COM. ", "a.example.com"));
         assert!(!host_matches("origin.test", "x.origin.test"));
     }
 
