@@ -103,16 +103,22 @@ async fn config(
     Agent(node): Agent,
     headers: HeaderMap,
 ) -> Result<Response, ApiFailure> {
-    let config = agents::config(&state.db, node.id, &state.settings).await?;
-    let etag = agents::config_etag(&config);
-    let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
+    // Most polls find nothing new: the version read with the credential
+    // answers them without reading the configuration.
+    let etag = agents::config_etag(node.config_version, &state.settings);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
     if unchanged {
+        let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
+    let config = agents::config(&state.db, node.id, &state.settings).await?;
+    // The version the configuration was read at (a change may have landed
+    // since the credential was checked).
+    let etag = agents::config_etag(config.version, &state.settings);
+    let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
     Ok(([(header::ETAG, etag_value)], Json(config)).into_response())
 }
 

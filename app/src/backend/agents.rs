@@ -22,6 +22,9 @@ pub struct AgentNode {
     pub id: i64,
     pub org_id: i64,
     pub name: String,
+    /// The node's configuration version when the request arrived, so a
+    /// config poll that finds it unchanged costs no further query.
+    pub config_version: i64,
 }
 
 pub const CREDENTIAL_PREFIX: &str = "lmn_";
@@ -30,15 +33,18 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<Option<AgentNode>
     if !credential.starts_with(CREDENTIAL_PREFIX) {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT id, org_id, name FROM nodes WHERE credential_hash = $1")
-        .bind(secrets::hash(credential))
-        .fetch_optional(&db.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, org_id, name, config_version FROM nodes WHERE credential_hash = $1",
+    )
+    .bind(secrets::hash(credential))
+    .fetch_optional(&db.pool)
+    .await?;
     row.map(|row| {
         Ok(AgentNode {
             id: row.try_get("id")?,
             org_id: row.try_get("org_id")?,
             name: row.try_get("name")?,
+            config_version: row.try_get("config_version")?,
         })
     })
     .transpose()
@@ -99,10 +105,10 @@ pub async fn config(
 
 /// The ETag of a configuration: its version and the portal settings that
 /// travel with it, so a change of either reaches the agents.
-pub fn config_etag(config: &NodeConfig) -> String {
+pub fn config_etag(version: i64, settings: &PortalSettings) -> String {
     format!(
-        "\"v{}-r{}-p{}\"",
-        config.version, config.report_interval_secs, config.poll_interval_secs
+        "\"v{version}-r{}-p{}\"",
+        settings.report_interval_secs, settings.config_poll_secs
     )
 }
 
