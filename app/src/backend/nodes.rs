@@ -153,6 +153,31 @@ pub async fn list(
         .collect()
 }
 
+/// The organization's nodes as [`list`] gives them, each with whether its
+/// data path can serve and the problems its agent last reported.
+pub(crate) async fn list_with_health(
+    db: &Db,
+    org_id: i64,
+    offline_after_ms: i64,
+) -> Result<Vec<(NodeSummary, bool, Vec<String>)>, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS}, serving, problems FROM nodes WHERE org_id = $1 ORDER BY name_key"
+    ))
+    .bind(org_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let now = now_ms();
+    rows.iter()
+        .map(|row| {
+            Ok((
+                summary_from_row(row, now, offline_after_ms)?,
+                get_bool(row, "serving")?,
+                json_column(row, "problems")?,
+            ))
+        })
+        .collect()
+}
+
 pub async fn detail(
     db: &Db,
     org_id: i64,

@@ -790,26 +790,12 @@ pub async fn fleet_health(
     org_id: i64,
     offline_after_ms: i64,
 ) -> Result<FleetHealth, AppError> {
-    let summaries = nodes::list(db, org_id, offline_after_ms).await?;
-    let mut reported: HashMap<String, (bool, Vec<String>)> = HashMap::new();
-    for row in sqlx::query("SELECT name, serving, problems FROM nodes WHERE org_id = $1")
-        .bind(org_id)
-        .fetch_all(&db.pool)
-        .await?
-    {
-        let problems: Vec<String> =
-            serde_json::from_str(&row.try_get::<String, _>("problems")?).unwrap_or_default();
-        reported.insert(
-            row.try_get("name")?,
-            (super::db::get_bool(&row, "serving")?, problems),
-        );
-    }
+    let nodes = nodes::list_with_health(db, org_id, offline_after_ms).await?;
     let mut health = FleetHealth {
-        total: summaries.len(),
+        total: nodes.len(),
         ..FleetHealth::default()
     };
-    for node in summaries {
-        let (serving, problems) = reported.remove(&node.name).unwrap_or_default();
+    for (node, serving, problems) in nodes {
         let healthy = node.state == NodeState::Online && serving;
         match node.state {
             NodeState::Online if serving => health.healthy += 1,
