@@ -64,15 +64,30 @@ pub struct ChartSpec {
     pub ticks: Vec<AxisTick>,
 }
 
-fn step_words(step_ms: i64) -> String {
+/// A chart's step as a count and a unit: (1, "minute"), (5, "minutes").
+fn step_parts(step_ms: i64) -> (i64, &'static str) {
     let minutes = step_ms / 60_000;
     match minutes {
-        1 => "per minute".into(),
-        m if m < 60 => format!("per {m} minutes"),
-        60 => "per hour".into(),
-        m if m < 1440 => format!("per {} hours", m / 60),
-        1440 => "per day".into(),
-        m => format!("per {} days", m / 1440),
+        1 => (1, "minute"),
+        m if m < 60 => (m, "minutes"),
+        60 => (1, "hour"),
+        m if m < 1440 => (m / 60, "hours"),
+        1440 => (1, "day"),
+        m => (m / 1440, "days"),
+    }
+}
+
+/// "5 minutes", "1 hour".
+pub(crate) fn step_text(step_ms: i64) -> String {
+    let (count, unit) = step_parts(step_ms);
+    format!("{count} {unit}")
+}
+
+/// "per minute", "per 5 minutes": the unit of a rate chart.
+fn step_words(step_ms: i64) -> String {
+    match step_parts(step_ms) {
+        (1, unit) => format!("per {unit}"),
+        (count, unit) => format!("per {count} {unit}"),
     }
 }
 
@@ -515,8 +530,6 @@ mod tests {
                 start_ms: start,
                 end_ms: start + served.len() as i64 * 60_000,
                 step_ms: 60_000,
-                from_local: String::new(),
-                to_local: String::new(),
                 description: String::new(),
             },
             time_zone: "UTC".into(),

@@ -13,6 +13,15 @@ use crate::error::AppError;
 /// charts in it from then on.
 pub const TIME_ZONE_COOKIE: &str = "lastmile_tz";
 
+/// The time zone the browser reported, from a `Cookie` header's text (the
+/// server reads the request's; the browser reads `document.cookie`).
+pub fn time_zone_cookie(cookies: &str) -> Option<&str> {
+    cookies.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == TIME_ZONE_COOKIE).then_some(value.trim())
+    })
+}
+
 /// Bytes served by content family (as the agent classifies its hosts).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyCounts {
@@ -250,10 +259,6 @@ pub struct RangeInfo {
     pub end_ms: i64,
     /// Width of one point.
     pub step_ms: i64,
-    /// The range's ends as `datetime-local` values in the viewer's time
-    /// zone, to fill the custom range form.
-    pub from_local: String,
-    pub to_local: String,
     /// The range in words, in the viewer's time zone.
     pub description: String,
 }
@@ -417,8 +422,6 @@ pub enum Chart {
 }
 
 impl Chart {
-    pub const DRAWN: [Chart; 3] = [Chart::Egress, Chart::Efficiency, Chart::Families];
-
     pub fn key(self) -> &'static str {
         match self {
             Chart::Egress => "egress",
@@ -752,8 +755,6 @@ mod tests {
                 start_ms: 1_795_000_020_000,
                 end_ms: 1_795_000_110_000,
                 step_ms: 60_000,
-                from_local: String::new(),
-                to_local: String::new(),
                 description: String::new(),
             },
             time_zone: "UTC".into(),

@@ -727,8 +727,6 @@ fn json_report_shape_is_stable() {
             start_ms: 0,
             end_ms: 60_000,
             step_ms: 60_000,
-            from_local: String::new(),
-            to_local: String::new(),
             description: String::new(),
         },
         time_zone: "UTC".into(),

@@ -434,18 +434,6 @@ fn clock(dt: DateTime) -> String {
     format!("{:02}:{:02}", dt.hour(), dt.minute())
 }
 
-/// A `datetime-local` input's value.
-fn local_input(dt: DateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute()
-    )
-}
-
 /// "Fri 20 Nov 2026 14:05": a moment, in words.
 fn moment(zone: &ViewerZone, ms: i64) -> String {
     let dt = zone.civil(ms);
@@ -506,12 +494,7 @@ pub fn viewer_zone(explicit: Option<&str>, cookies: Option<&str>) -> Result<View
     if let Some(name) = explicit.map(str::trim).filter(|n| !n.is_empty()) {
         return ViewerZone::named(name);
     }
-    let remembered = cookies.and_then(|header| {
-        header.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == crate::traffic::TIME_ZONE_COOKIE).then_some(value.trim())
-        })
-    });
+    let remembered = cookies.and_then(crate::traffic::time_zone_cookie);
     Ok(remembered
         .and_then(|name| ViewerZone::named(name).ok())
         .unwrap_or_else(ViewerZone::utc))
@@ -743,8 +726,6 @@ pub fn build_report(
             start_ms: window.start_ms,
             end_ms: window.end_ms,
             step_ms: window.step_ms,
-            from_local: local_input(zone.civil(window.start_ms)),
-            to_local: local_input(zone.civil(window.end_ms)),
             description: format!(
                 "{} – {}",
                 moment(zone, window.start_ms),
@@ -1362,7 +1343,6 @@ mod tests {
             40_000,
             "the minute in progress"
         );
-        assert_eq!(berlin.range.to_local, "2026-11-18T12:06");
         let labels: Vec<&str> = berlin.ticks.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(
             labels,

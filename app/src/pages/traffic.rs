@@ -45,13 +45,9 @@ fn use_browser_time_zone() -> ReadSignal<u32> {
                 return;
             };
             let cookie = crate::traffic::TIME_ZONE_COOKIE;
-            let remembered = html.cookie().ok().and_then(|all| {
-                all.split(';').find_map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    (name == cookie).then(|| value.to_string())
-                })
-            });
-            if remembered.as_deref() != Some(zone.as_str()) {
+            let cookies = html.cookie().unwrap_or_default();
+            let remembered = crate::traffic::time_zone_cookie(&cookies);
+            if remembered != Some(zone.as_str()) {
                 let secure = window().location().protocol().ok().as_deref() == Some("https:");
                 let _ = html.set_cookie(&format!(
                     "{cookie}={zone}; Path=/; Max-Age=31536000; SameSite=Strict{}",
@@ -290,18 +286,6 @@ pub fn TrafficSection(
     }
 }
 
-fn step_text(step_ms: i64) -> String {
-    let minutes = step_ms / 60_000;
-    match minutes {
-        1 => "1 minute".into(),
-        m if m < 60 => format!("{m} minutes"),
-        60 => "1 hour".into(),
-        m if m < 1440 => format!("{} hours", m / 60),
-        1440 => "1 day".into(),
-        m => format!("{} days", m / 1440),
-    }
-}
-
 #[component]
 fn TrafficView(report: TrafficReport, params: RangeParams) -> impl IntoView {
     let s = report.summary.clone();
@@ -375,7 +359,7 @@ fn TrafficView(report: TrafficReport, params: RangeParams) -> impl IntoView {
     view! {
         <p class="range-description">
             <strong>{title}</strong> ": " {report.range.description.clone()}
-            ", one point every " {step_text(report.range.step_ms)} ". Times in "
+            ", one point every " {crate::charts::step_text(report.range.step_ms)} ". Times in "
             <strong class="time-zone">{report.time_zone.clone()}</strong> "."
         </p>
         <dl class="facts stats">
