@@ -10,7 +10,7 @@
 //! `/api/v1/metrics` with one of its API tokens.
 
 use app::backend::traffic::{self, RangeQuery};
-use app::backend::AppState;
+use app::backend::{secrets, AppState};
 use app::error::AppError;
 use app::traffic::{Chart, TrafficReport};
 use axum::extract::rejection::QueryRejection;
@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use crate::api_v1::ApiFailure;
@@ -159,9 +158,14 @@ pub async fn browser_export(
         return Err(AppError::invalid("The format is in the file name: .csv or .json.").into());
     }
     let cookies = traffic::cookie_header(&headers);
-    let node = query.node.clone().filter(|n| !n.trim().is_empty());
-    let (report, chart) =
-        export_report(&state, me.org_id, node.as_deref(), &query, Some(&cookies)).await?;
+    let (report, chart) = export_report(
+        &state,
+        me.org_id,
+        query.node.as_deref(),
+        &query,
+        Some(&cookies),
+    )
+    .await?;
     Ok(export_response(&report, chart, format, true))
 }
 
@@ -199,13 +203,10 @@ pub async fn metrics_text(state: &AppState, org: Option<i64>) -> Result<Response
 #[derive(Clone)]
 struct MetricsState {
     app: AppState,
-    /// SHA-256 of the token: compared digest to digest, so the comparison
-    /// takes as long whatever prefix of the token a caller guessed.
-    token_digest: Option<Arc<[u8; 32]>>,
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    /// The token's hash (as API tokens are kept): compared hash to hash, so
+    /// the comparison takes as long whatever prefix of the token a caller
+    /// guessed.
+    token_digest: Option<Arc<str>>,
 }
 
 /// `/metrics`, for the portal's operator: off without a token.
@@ -214,7 +215,7 @@ pub fn metrics_routes(state: AppState, token: Option<&str>) -> Router {
         .route("/metrics", get(portal_metrics))
         .with_state(MetricsState {
             app: state,
-            token_digest: token.map(|t| Arc::new(digest(t))),
+            token_digest: token.map(|t| Arc::from(secrets::hash(t))),
         })
 }
 
@@ -230,8 +231,8 @@ async fn portal_metrics(State(state): State<MetricsState>, headers: HeaderMap) -
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| digest(t.trim()));
-    if given.as_ref() != Some(&**expected) {
+        .map(secrets::hash);
+    if given.as_deref() != Some(&**expected) {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],

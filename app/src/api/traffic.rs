@@ -26,7 +26,6 @@ pub async fn get_traffic(
         .map(|parts| traffic::cookie_header(&parts.headers))
         .unwrap_or_default();
     let zone = traffic::viewer_zone(tz.as_deref(), Some(&cookies))?;
-    let node = node.filter(|n| !n.trim().is_empty());
     traffic::report(
         &state.db,
         me.org_id,

@@ -750,6 +750,8 @@ pub async fn report(
     zone: &ViewerZone,
     retention: &TrafficRetention,
 ) -> Result<TrafficReport, AppError> {
+    // An empty `node` (a form's blank field) means the fleet.
+    let node = node.map(str::trim).filter(|n| !n.is_empty());
     let scope = match node {
         Some(name) => Scope::Node(node_id(db, org_id, name).await?),
         None => Scope::Org(org_id),
