@@ -92,24 +92,18 @@ pub async fn run(
 
     // Serve on the last good configuration at once: the portal may be away.
     let saved = state.load_config();
-    let mut first_problem = None;
     let initial = match &saved {
-        Some(saved) => match cache_config(&saved.config, &options) {
-            Ok(config) => config,
-            Err(e) => {
-                first_problem = Some(e);
-                disabled_cache_config(&options)
-            }
-        },
+        Some(saved) => cache_config(&saved.config, &options),
         None => disabled_cache_config(&options),
     };
+    let mut saved_config_works = true;
     let cache = match Cache::open(initial).await {
         Ok(cache) => cache,
         Err(e) => {
             // The saved drives are gone or broken; serve nothing until the
             // portal's configuration (or the operator) fixes it.
             tracing::error!(error = %e, "the saved configuration cannot be used");
-            first_problem = Some(e.to_string());
+            saved_config_works = false;
             Cache::open(disabled_cache_config(&options))
                 .await
                 .map_err(|e| format!("opening the cache: {e}"))?
@@ -165,8 +159,12 @@ pub async fn run(
         boot_id: hex::encode(rand::thread_rng().gen::<[u8; 16]>()),
     });
     if let Some(saved) = saved {
-        if first_problem.is_none() {
-            if let Err(e) = agent.apply_routing(&saved.config).await {
+        if saved_config_works {
+            let started = match agent.speaker_config(&saved.config) {
+                Ok(wanted) => agent.apply_routing(wanted).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
                 tracing::error!(error = %e, "starting BGP from the saved configuration");
             }
             agent.adopt_intervals(&saved.config);
@@ -221,10 +219,10 @@ fn origin_config(options: &RunOptions) -> OriginConfig {
 }
 
 /// The cache's part of a node configuration.
-fn cache_config(config: &NodeConfig, options: &RunOptions) -> Result<CacheConfig, String> {
+fn cache_config(config: &NodeConfig, options: &RunOptions) -> CacheConfig {
     let mut allowed_hosts = lastmile_cache::default_allowed_hosts();
     allowed_hosts.extend(config.extra_allowed_hosts.iter().cloned());
-    Ok(CacheConfig {
+    CacheConfig {
         enabled: config.enabled,
         drives: config
             .drives
@@ -240,7 +238,7 @@ fn cache_config(config: &NodeConfig, options: &RunOptions) -> Result<CacheConfig
             .filter(|bps| *bps > 0),
         origin: origin_config(options),
         ..CacheConfig::default()
-    })
+    }
 }
 
 fn jittered(secs: u64) -> Duration {
@@ -331,8 +329,9 @@ impl Agent {
     /// Applies a configuration: every check first, then the cache, then
     /// routing. On error the reason is for the operator.
     async fn apply(&self, config: &NodeConfig) -> Result<(), String> {
-        let cache_config = cache_config(config, &self.options)?;
-        if let Some(speaker_config) = self.speaker_config(config)? {
+        let cache_config = cache_config(config, &self.options);
+        let speaker_config = self.speaker_config(config)?;
+        if let Some(speaker_config) = &speaker_config {
             speaker_config
                 .validate()
                 .map_err(|e| format!("BGP settings: {e}"))?;
@@ -341,7 +340,7 @@ impl Agent {
             .apply(cache_config)
             .await
             .map_err(|e| e.to_string())?;
-        self.apply_routing(config).await
+        self.apply_routing(speaker_config).await
     }
 
     fn speaker_config(&self, config: &NodeConfig) -> Result<Option<SpeakerConfig>, String> {
@@ -373,8 +372,10 @@ impl Agent {
         Ok(Some(speaker))
     }
 
-    async fn apply_routing(&self, config: &NodeConfig) -> Result<(), String> {
-        let wanted = self.speaker_config(config)?;
+    /// Starts, reconfigures or stops the BGP speaker: `wanted` is the
+    /// configuration's speaker ([`Self::speaker_config`]), none in manual
+    /// routing.
+    async fn apply_routing(&self, wanted: Option<SpeakerConfig>) -> Result<(), String> {
         let mut bgp = self.bgp.lock().await;
         match (wanted, bgp.as_ref()) {
             (None, None) => {}
