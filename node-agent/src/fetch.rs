@@ -140,6 +140,10 @@ async fn steer(options: &FetchOptions, origin: &Origin) -> Result<Option<Source>
     let Some(portal_url) = &options.portal else {
         return Ok(None);
     };
+    if origin.url.starts_with("https://") {
+        // Nodes speak plain HTTP; an HTTPS download stays with the origin.
+        return Ok(None);
+    }
     let portal = Portal::new(portal_url, &options.trust, None).map_err(|e| e.to_string())?;
     let mut path = "/api/v1/steer".to_string();
     if let Some(client) = &options.client {
@@ -149,10 +153,6 @@ async fn steer(options: &FetchOptions, origin: &Origin) -> Result<Option<Source>
         .get_json(&path)
         .await
         .map_err(|e| format!("asking steering: {e}"))?;
-    if origin.url.starts_with("https://") {
-        // Nodes speak plain HTTP; an HTTPS download stays with the origin.
-        return Ok(None);
-    }
     Ok(answer.nodes.first().map(|node| {
         let separator = if origin.path_and_query.contains('?') {
             '&'
@@ -178,6 +178,14 @@ enum RangeError {
     Failed(String),
     /// The object changed while it was being downloaded.
     Changed(String),
+}
+
+impl std::fmt::Display for RangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RangeError::Failed(why) | RangeError::Changed(why) => f.write_str(why),
+        }
+    }
 }
 
 fn header(res: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -300,7 +308,7 @@ pub async fn fetch(options: FetchOptions) -> Result<FetchSummary, String> {
     if let Some(node) = &node {
         match fetch_range(&http, &node.url, 0, chunk - 1, None).await {
             Ok(got) => first = Some((got, true)),
-            Err(e) => node_failure = Some(format!("bytes 0-{}: {e:?}", chunk - 1)),
+            Err(e) => node_failure = Some(format!("bytes 0-{}: {e}", chunk - 1)),
         }
     }
     let ((first_body, identity), from_node) = match first {
@@ -308,7 +316,7 @@ pub async fn fetch(options: FetchOptions) -> Result<FetchSummary, String> {
         None => (
             fetch_range(&http, &origin.url, 0, chunk - 1, None)
                 .await
-                .map_err(|e| format!("the origin: {e:?}"))?,
+                .map_err(|e| format!("the origin: {e}"))?,
             false,
         ),
     };
@@ -400,7 +408,7 @@ pub async fn fetch(options: FetchOptions) -> Result<FetchSummary, String> {
         return Err(e);
     }
     file.sync_all().map_err(|e| e.to_string())?;
-    verify(&options, identity.length)?;
+    check_sha256(&options)?;
     let summary = FetchSummary {
         total_bytes: identity.length,
         node: node.map(|n| n.label),
@@ -437,7 +445,7 @@ async fn fetch_chunk(
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
                 return Ok(body);
             }
-            Err(e) => note_node_failure(shared, format!("bytes {start}-{end}: {e:?}")),
+            Err(e) => note_node_failure(shared, format!("bytes {start}-{end}: {e}")),
         }
     }
     let mut last = String::new();
@@ -465,13 +473,9 @@ fn write_at(file: &std::fs::File, offset: u64, bytes: &[u8]) -> Result<(), Strin
         .map_err(|e| format!("writing the download: {e}"))
 }
 
-fn verify(options: &FetchOptions, length: u64) -> Result<(), String> {
-    let size = std::fs::metadata(&options.output)
-        .map_err(|e| e.to_string())?
-        .len();
-    if size != length {
-        return Err(format!("the download has {size} bytes, not {length}"));
-    }
+/// With `--sha256`, checks the finished file (every range was already
+/// checked against the object's length and identity as it arrived).
+fn check_sha256(options: &FetchOptions) -> Result<(), String> {
     if let Some(expected) = &options.sha256 {
         let mut file = std::fs::File::open(&options.output).map_err(|e| e.to_string())?;
         let mut hasher = Sha256::new();
