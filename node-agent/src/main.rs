@@ -106,21 +106,11 @@ struct RunArgs {
     origin_port: u16,
     /// Reach an origin host at a fixed address instead of resolving it,
     /// like curl's --resolve: HOST=ADDRESS:PORT. Repeatable. For labs.
-    #[arg(long = "origin-resolve", value_parser = parse_resolve)]
+    #[arg(long = "origin-resolve", value_parser = lastmile_cache::parse_resolve)]
     origin_resolve: Vec<(String, SocketAddr)>,
     /// Size of the slices objects are cached in.
     #[arg(long, env = "LASTMILE_SLICE_BYTES", default_value_t = 1024 * 1024)]
     slice_bytes: u64,
-}
-
-fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
-    let (host, addr) = value
-        .split_once('=')
-        .ok_or_else(|| format!("{value:?} is not HOST=ADDRESS:PORT"))?;
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("{addr:?} is not ADDRESS:PORT: {e}"))?;
-    Ok((lastmile_wire::hosts::normalize_host(host), addr))
 }
 
 #[derive(Args, Debug)]
@@ -152,7 +142,7 @@ struct FetchArgs {
     chunk_bytes: u64,
     /// Reach an origin host at a fixed address instead of resolving it,
     /// like curl's --resolve: HOST=ADDRESS:PORT. Repeatable. For labs.
-    #[arg(long = "origin-resolve", value_parser = parse_resolve)]
+    #[arg(long = "origin-resolve", value_parser = lastmile_cache::parse_resolve)]
     origin_resolve: Vec<(String, SocketAddr)>,
 }
 

@@ -74,6 +74,18 @@ pub struct OriginConfig {
     pub stall_timeout: Duration,
 }
 
+/// One `--resolve` entry, `HOST=ADDRESS:PORT` (as curl's), for
+/// [`OriginConfig::resolve`]: the host normalized as requests' hosts are.
+pub fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not HOST=ADDRESS:PORT"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("{addr:?} is not ADDRESS:PORT: {e}"))?;
+    Ok((lastmile_wire::hosts::normalize_host(host), addr))
+}
+
 impl Default for OriginConfig {
     fn default() -> Self {
         OriginConfig {

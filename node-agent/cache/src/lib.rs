@@ -148,8 +148,8 @@ mod store;
 pub use admin::serve_admin;
 pub use cache::{Cache, Health, Problem};
 pub use config::{
-    default_allowed_hosts, default_ignored_query_params, ApplyError, CacheConfig, ContentFamily,
-    DriveConfig, OriginConfig, DEFAULT_SLICE_SIZE, MAX_SLICE_SIZE, MIN_SLICE_SIZE,
+    default_allowed_hosts, default_ignored_query_params, parse_resolve, ApplyError, CacheConfig,
+    ContentFamily, DriveConfig, OriginConfig, DEFAULT_SLICE_SIZE, MAX_SLICE_SIZE, MIN_SLICE_SIZE,
 };
 pub use metrics::{Counters, DriveUsage, FamilyBytes};
 pub use serve::serve;

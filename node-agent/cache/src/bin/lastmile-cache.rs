@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lastmile_cache::{Cache, CacheConfig, DriveConfig};
+use lastmile_cache::{parse_resolve, Cache, CacheConfig, DriveConfig};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Lastmile cache data path (standalone)")]
@@ -132,16 +132,6 @@ fn parse_drive(text: &str) -> Result<DriveConfig, String> {
         path: PathBuf::from(path),
         quota_bytes: parse_size(size)?,
     })
-}
-
-fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
-    let (host, addr) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not HOST=IP:PORT"))?;
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not IP:PORT"))?;
-    Ok((host.to_string(), addr))
 }
 
 impl Args {
