@@ -111,6 +111,24 @@ impl TrafficCounts {
         ]
     }
 
+    /// An agent's cumulative counters, as reported, in
+    /// [`TrafficCounts::COLUMNS`] order.
+    pub fn reported(c: &lastmile_wire::Counters) -> [u64; 10] {
+        let f = &c.families;
+        [
+            c.requests,
+            c.hit_bytes,
+            c.miss_bytes,
+            c.origin_bytes,
+            c.errors,
+            f.windows_update,
+            f.office,
+            f.xbox,
+            f.edge,
+            f.other,
+        ]
+    }
+
     pub fn from_array(v: [i64; 10]) -> TrafficCounts {
         TrafficCounts {
             requests: v[0],

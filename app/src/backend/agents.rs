@@ -237,23 +237,15 @@ fn check_report(report: &Report) -> Result<(), AppError> {
     for drive in &report.drives {
         printable(&drive.path, "drive path", 4096)?;
     }
-    let c = &report.counters;
-    for (value, name) in [
-        (c.requests, "requests"),
-        (c.hit_bytes, "hit bytes"),
-        (c.miss_bytes, "miss bytes"),
-        (c.origin_bytes, "origin bytes"),
-        (c.errors, "errors"),
-        (report.active_connections, "active connections"),
-        (c.families.windows_update, "Windows Update bytes"),
-        (c.families.office, "Office bytes"),
-        (c.families.xbox, "Xbox bytes"),
-        (c.families.edge, "Edge bytes"),
-        (c.families.other, "other bytes"),
-    ] {
+    let counters = CounterDelta::COLUMNS
+        .into_iter()
+        .zip(CounterDelta::reported(&report.counters))
+        .chain([("active_connections", report.active_connections)]);
+    for (name, value) in counters {
         if value > i64::MAX as u64 {
             return Err(AppError::invalid(format!(
-                "The {name} counter is out of range."
+                "The {} counter is out of range.",
+                name.replace('_', " ")
             )));
         }
     }
@@ -434,6 +426,7 @@ pub async fn record_report_at(
 /// The counter columns of `node_counters`: `last_<name>` holds the agent's
 /// cumulative value, `total_<name>` the sum over every life.
 const COUNTERS: [&str; 10] = CounterDelta::COLUMNS;
+const N: usize = COUNTERS.len();
 
 /// Adds the report's counters to the node's totals. Returns the increase,
 /// and when the agent's previous report in the same life came (the span
@@ -444,21 +437,8 @@ async fn add_counters(
     report: &Report,
     now: i64,
 ) -> Result<(CounterDelta, Option<i64>), AppError> {
-    let c = &report.counters;
-    let f = &c.families;
-    let current = [
-        c.requests,
-        c.hit_bytes,
-        c.miss_bytes,
-        c.origin_bytes,
-        c.errors,
-        f.windows_update,
-        f.office,
-        f.xbox,
-        f.edge,
-        f.other,
-    ]
-    .map(|v| v as i64);
+    // check_report has made sure every counter fits an i64.
+    let current = CounterDelta::reported(&report.counters).map(|v| v as i64);
     let last_columns = COUNTERS.map(|n| format!("last_{n}")).join(", ");
     let previous = sqlx::query(&format!(
         "SELECT boot_id, updated_at, {last_columns} FROM node_counters WHERE node_id = $1"
@@ -470,17 +450,15 @@ async fn add_counters(
         Some(row) => {
             // Family counters are NULL until the first report after they
             // were added: no baseline, so no increase from them yet.
-            let mut last = [None; 10];
+            let mut last = [None; N];
             for (i, name) in COUNTERS.iter().enumerate() {
                 last[i] = row.try_get::<Option<i64>, _>(format!("last_{name}").as_str())?;
             }
             let same_life = row.try_get::<String, _>("boot_id")? == report.boot_id;
-            let monotonic = (0..10).all(|i| last[i].is_none_or(|l| current[i] >= l));
+            let monotonic = (0..N).all(|i| last[i].is_none_or(|l| current[i] >= l));
             let (delta, since) = if same_life && monotonic {
-                let mut delta = [0; 10];
-                for i in 0..10 {
-                    delta[i] = last[i].map_or(0, |l| current[i] - l);
-                }
+                let delta: [i64; N] =
+                    std::array::from_fn(|i| last[i].map_or(0, |l| current[i] - l));
                 (delta, Some(row.try_get::<i64, _>("updated_at")?))
             } else {
                 (current, None)
@@ -493,9 +471,14 @@ async fn add_counters(
                     2 * i + 3
                 ));
             }
-            sql.push_str("active_connections = $22, updated_at = $23 WHERE node_id = $24");
+            let next = 2 * N + 2;
+            sql.push_str(&format!(
+                "active_connections = ${next}, updated_at = ${} WHERE node_id = ${}",
+                next + 1,
+                next + 2
+            ));
             let mut query = sqlx::query(&sql).bind(&report.boot_id);
-            for i in 0..10 {
+            for i in 0..N {
                 query = query.bind(current[i]).bind(delta[i]);
             }
             query
@@ -508,13 +491,17 @@ async fn add_counters(
         }
         None => {
             let totals = COUNTERS.map(|n| format!("total_{n}")).join(", ");
-            let values = (0..10)
+            // The first report: its counters are both the baseline and the
+            // totals, so the same parameters fill both.
+            let values = (0..N)
                 .map(|i| format!("${}", i + 3))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
                 "INSERT INTO node_counters (node_id, boot_id, {last_columns}, {totals}, active_connections, updated_at) \
-                 VALUES ($1, $2, {values}, {values}, $13, $14)"
+                 VALUES ($1, $2, {values}, {values}, ${}, ${})",
+                N + 3,
+                N + 4
             );
             let mut query = sqlx::query(&sql).bind(node_id).bind(&report.boot_id);
             for value in current {
