@@ -311,7 +311,8 @@ impl TrafficPoint {
     }
 }
 
-fn rate_bps(bytes: i64, span_ms: i64) -> f64 {
+/// Bits per second of `bytes` spread over `span_ms`.
+pub(crate) fn rate_bps(bytes: i64, span_ms: i64) -> f64 {
     if span_ms <= 0 {
         return 0.0;
     }

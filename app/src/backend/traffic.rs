@@ -844,46 +844,35 @@ pub async fn prometheus(
 
     // Totals since each node was created, per node, from the counters
     // reports keep.
-    let node_rows = sqlx::query(
-        "SELECT n.org_id, n.name, c.total_requests, c.total_hit_bytes, c.total_miss_bytes, \
-         c.total_origin_bytes, c.total_errors, c.active_connections, c.total_windows_update_bytes, \
-         c.total_office_bytes, c.total_xbox_bytes, c.total_edge_bytes, c.total_other_bytes \
+    let totals = TrafficCounts::COLUMNS
+        .map(|c| format!("c.total_{c} AS {c}"))
+        .join(", ");
+    let node_rows = sqlx::query(&format!(
+        "SELECT n.org_id, n.name, {totals}, c.active_connections \
          FROM nodes n JOIN node_counters c ON c.node_id = n.id \
-         WHERE ($1 = 0 OR n.org_id = $1) ORDER BY n.org_id, n.name_key",
-    )
+         WHERE ($1 = 0 OR n.org_id = $1) ORDER BY n.org_id, n.name_key"
+    ))
     .bind(org.unwrap_or(0))
     .fetch_all(&db.pool)
     .await?;
     struct NodeTotals {
         org: String,
         node: String,
-        requests: i64,
-        hit: i64,
-        miss: i64,
-        origin: i64,
-        errors: i64,
+        counts: TrafficCounts,
         connections: i64,
-        families: [i64; 5],
     }
     let mut nodes_totals = Vec::new();
     for r in &node_rows {
         let org_id: i64 = r.try_get("org_id")?;
+        let mut counts = [0; 10];
+        for (value, column) in counts.iter_mut().zip(TrafficCounts::COLUMNS) {
+            *value = r.try_get(column)?;
+        }
         nodes_totals.push(NodeTotals {
             org: label(org_names.get(&org_id).map_or("", String::as_str)),
             node: label(&r.try_get::<String, _>("name")?),
-            requests: r.try_get("total_requests")?,
-            hit: r.try_get("total_hit_bytes")?,
-            miss: r.try_get("total_miss_bytes")?,
-            origin: r.try_get("total_origin_bytes")?,
-            errors: r.try_get("total_errors")?,
+            counts: TrafficCounts::from_array(counts),
             connections: r.try_get("active_connections")?,
-            families: [
-                r.try_get("total_windows_update_bytes")?,
-                r.try_get("total_office_bytes")?,
-                r.try_get("total_xbox_bytes")?,
-                r.try_get("total_edge_bytes")?,
-                r.try_get("total_other_bytes")?,
-            ],
         });
     }
 
@@ -934,27 +923,12 @@ pub async fn prometheus(
             let _ = writeln!(out, "lastmile_nodes{{org=\"{org}\",state=\"{state}\"}} {n}");
         }
     }
-    let mut org_sums: Vec<(String, [i64; 10])> = Vec::new();
+    let mut org_sums: Vec<(String, TrafficCounts)> = Vec::new();
     for t in &nodes_totals {
         if org_sums.last().is_none_or(|(o, _)| *o != t.org) {
-            org_sums.push((t.org.clone(), [0; 10]));
+            org_sums.push((t.org.clone(), TrafficCounts::default()));
         }
-        let sum = &mut org_sums.last_mut().expect("pushed above").1;
-        let values = [
-            t.hit,
-            t.miss,
-            t.origin,
-            t.requests,
-            t.errors,
-            t.families[0],
-            t.families[1],
-            t.families[2],
-            t.families[3],
-            t.families[4],
-        ];
-        for i in 0..10 {
-            sum[i] += values[i];
-        }
+        org_sums.last_mut().expect("pushed above").1.add(&t.counts);
     }
     family(
         &mut out,
@@ -966,34 +940,35 @@ pub async fn prometheus(
         let _ = writeln!(
             out,
             "lastmile_served_bytes_total{{org=\"{org}\",source=\"hit\"}} {}",
-            s[0]
+            s.hit_bytes
         );
         let _ = writeln!(
             out,
             "lastmile_served_bytes_total{{org=\"{org}\",source=\"miss\"}} {}",
-            s[1]
+            s.miss_bytes
         );
     }
-    for (name, index, help) in [
+    let org_counters: [(&str, fn(&TrafficCounts) -> i64, &str); 3] = [
         (
             "lastmile_origin_bytes_total",
-            2,
+            |c| c.origin_bytes,
             "Bytes the organization's current nodes fetched from origins.",
         ),
         (
             "lastmile_requests_total",
-            3,
+            |c| c.requests,
             "Requests the organization's current nodes answered.",
         ),
         (
             "lastmile_errors_total",
-            4,
+            |c| c.errors,
             "Requests that failed on the organization's current nodes.",
         ),
-    ] {
+    ];
+    for (name, value, help) in org_counters {
         family(&mut out, name, "counter", help);
         for (org, s) in &org_sums {
-            let _ = writeln!(out, "{name}{{org=\"{org}\"}} {}", s[index]);
+            let _ = writeln!(out, "{name}{{org=\"{org}\"}} {}", value(s));
         }
     }
     family(
@@ -1003,43 +978,33 @@ pub async fn prometheus(
         "Bytes sent to subscribers by content family.",
     );
     for (org, s) in &org_sums {
-        for (i, (key, _)) in crate::traffic::FAMILIES.iter().enumerate() {
+        let families = crate::traffic::FAMILIES.iter().zip(s.families.values());
+        for ((key, _), bytes) in families {
             let _ = writeln!(
                 out,
-                "lastmile_family_bytes_total{{org=\"{org}\",family=\"{key}\"}} {}",
-                s[5 + i]
+                "lastmile_family_bytes_total{{org=\"{org}\",family=\"{key}\"}} {bytes}"
             );
         }
     }
-    family(
-        &mut out,
-        "lastmile_egress_bits_per_second",
-        "gauge",
-        "Bits per second sent to subscribers, averaged over the last five complete minutes.",
-    );
-    for (id, name) in &orgs {
-        let (hit, miss, _) = five_minutes.get(id).copied().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "lastmile_egress_bits_per_second{{org=\"{}\"}} {}",
-            label(name),
-            (hit + miss) as f64 * 8.0 / 300.0
-        );
-    }
-    family(
-        &mut out,
-        "lastmile_origin_ingress_bits_per_second",
-        "gauge",
-        "Bits per second fetched from origins, averaged over the last five complete minutes.",
-    );
-    for (id, name) in &orgs {
-        let (_, _, origin) = five_minutes.get(id).copied().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "lastmile_origin_ingress_bits_per_second{{org=\"{}\"}} {}",
-            label(name),
-            origin as f64 * 8.0 / 300.0
-        );
+    let rates: [(&str, fn(&(i64, i64, i64)) -> i64, &str); 2] = [
+        (
+            "lastmile_egress_bits_per_second",
+            |(hit, miss, _)| hit + miss,
+            "Bits per second sent to subscribers, averaged over the last five complete minutes.",
+        ),
+        (
+            "lastmile_origin_ingress_bits_per_second",
+            |(_, _, origin)| *origin,
+            "Bits per second fetched from origins, averaged over the last five complete minutes.",
+        ),
+    ];
+    for (name, bytes, help) in rates {
+        family(&mut out, name, "gauge", help);
+        for (id, org) in &orgs {
+            let recent = five_minutes.get(id).copied().unwrap_or_default();
+            let bps = crate::traffic::rate_bps(bytes(&recent), 5 * MINUTE_MS);
+            let _ = writeln!(out, "{name}{{org=\"{}\"}} {bps}", label(org));
+        }
     }
     family(
         &mut out,
@@ -1070,7 +1035,7 @@ pub async fn prometheus(
             out,
             "lastmile_node_served_bytes_total{{org=\"{}\",node=\"{}\",source=\"hit\"}} {}\n\
              lastmile_node_served_bytes_total{{org=\"{}\",node=\"{}\",source=\"miss\"}} {}",
-            t.org, t.node, t.hit, t.org, t.node, t.miss
+            t.org, t.node, t.counts.hit_bytes, t.org, t.node, t.counts.miss_bytes
         );
     }
     family(
@@ -1083,7 +1048,7 @@ pub async fn prometheus(
         let _ = writeln!(
             out,
             "lastmile_node_origin_bytes_total{{org=\"{}\",node=\"{}\"}} {}",
-            t.org, t.node, t.origin
+            t.org, t.node, t.counts.origin_bytes
         );
     }
     family(
