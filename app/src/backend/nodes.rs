@@ -29,9 +29,24 @@ pub struct NodeSettings {
 }
 
 fn not_found(name: &str) -> AppError {
+    // Echo at most a node name's length of whatever was asked for.
+    let name: String = name.chars().take(63).collect();
     AppError::NotFound(format!(
         "There is no node named \"{name}\" in your organization."
     ))
+}
+
+/// The id of the organization's node named `name` (in any case).
+pub async fn id_of(db: &Db, org_id: i64, name: &str) -> Result<i64, AppError> {
+    Ok(
+        sqlx::query("SELECT id FROM nodes WHERE org_id = $1 AND name_key = $2")
+            .bind(org_id)
+            .bind(name.to_lowercase())
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or_else(|| not_found(name))?
+            .try_get("id")?,
+    )
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -356,13 +371,7 @@ pub async fn learned_routes(
     org_id: i64,
     name: &str,
 ) -> Result<Vec<LearnedRouteView>, AppError> {
-    let node_id: i64 = sqlx::query("SELECT id FROM nodes WHERE org_id = $1 AND name_key = $2")
-        .bind(org_id)
-        .bind(name.to_lowercase())
-        .fetch_optional(&db.pool)
-        .await?
-        .ok_or_else(|| not_found(name))?
-        .try_get("id")?;
+    let node_id = id_of(db, org_id, name).await?;
     let rows = sqlx::query(
         "SELECT prefix, neighbor, next_hop, as_path, learned_at FROM bgp_routes WHERE node_id = $1 \
          ORDER BY first_addr, last_addr DESC, neighbor",

@@ -607,23 +607,6 @@ pub async fn slot_counts(
     Ok(slots)
 }
 
-/// The node's id, if the organization has a node of that name.
-pub async fn node_id(db: &Db, org_id: i64, name: &str) -> Result<i64, AppError> {
-    sqlx::query("SELECT id FROM nodes WHERE org_id = $1 AND name_key = $2")
-        .bind(org_id)
-        .bind(name.to_lowercase())
-        .fetch_optional(&db.pool)
-        .await?
-        .map(|r| r.try_get("id"))
-        .transpose()?
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "There is no node named \"{}\" in your organization.",
-                name.chars().take(63).collect::<String>()
-            ))
-        })
-}
-
 /// Times on the horizontal axis: round wall-clock times in the viewer's
 /// zone (every N minutes or hours, or local midnights), about six of them.
 fn ticks(zone: &ViewerZone, start: i64, end: i64) -> Vec<AxisTick> {
@@ -753,7 +736,7 @@ pub async fn report(
     // An empty `node` (a form's blank field) means the fleet.
     let node = node.map(str::trim).filter(|n| !n.is_empty());
     let scope = match node {
-        Some(name) => Scope::Node(node_id(db, org_id, name).await?),
+        Some(name) => Scope::Node(nodes::id_of(db, org_id, name).await?),
         None => Scope::Org(org_id),
     };
     let window = resolve(query, zone, now_ms(), retention)?;
