@@ -3,29 +3,28 @@
 //! `bench-password-1`), NODES nodes that look online and serving, each with
 //! a known agent credential (written one a line to CREDENTIALS, for the
 //! load generator), and DAYS days of traffic history for each of the first
-//! HISTORY nodes in all three tiers, as ingestion would have left it:
-//! minutes for the last two days, hours for the last 45, days for all of
-//! it, each coarser row the sum of the finer ones.
+//! HISTORY nodes in all three tiers, as ingestion would have left it: each
+//! tier as far back as the default retention keeps it (DAYS at most), each
+//! coarser row the sum of the finer ones, and the fleet's series the sum of
+//! the nodes'.
 //!
 //! cargo run --release -p server --example traffic_fixture -- \
 //!     sqlite:///tmp/traffic.db NODES DAYS HISTORY CREDENTIALS
 
 use app::backend::accounts::{self, NewOrg};
 use app::backend::db::{now_ms, Db};
-use app::backend::{passwords, secrets, traffic};
+use app::backend::traffic::{self, Tier, TrafficRetention, DAY_MS, MINUTE_MS};
+use app::backend::{passwords, secrets};
+use app::traffic::TrafficCounts;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
-
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
 
 /// Bytes node `n` served in the minute starting at `t`: a daily curve (a
 /// trough at night, a peak in the evening) that differs a little per node,
 /// with 80 % to 95 % from cache. Returns (hit, miss).
 fn minute_bytes(n: u32, t: i64) -> (i64, i64) {
-    let minute_of_day = (t.rem_euclid(DAY) / MINUTE) as f64;
+    let minute_of_day = (t.rem_euclid(DAY_MS) / MINUTE_MS) as f64;
     let phase = (minute_of_day / 1440.0 - 0.3) * std::f64::consts::TAU;
     let scale = 1.0 + 0.5 * f64::from(n % 7) / 7.0;
     // About 100 Mbit/s on average, 180 at the evening peak.
@@ -35,7 +34,8 @@ fn minute_bytes(n: u32, t: i64) -> (i64, i64) {
     (hit, bytes - hit)
 }
 
-/// One tier row: the counters of `[start, start + width)` for node `n`.
+/// One tier row: the counters of `[start, start + width)` for node `n`, in
+/// [`TrafficCounts::COLUMNS`] order.
 fn row(n: u32, start: i64, width: i64) -> [i64; 10] {
     let mut v = [0i64; 10];
     let mut t = start;
@@ -46,14 +46,14 @@ fn row(n: u32, start: i64, width: i64) -> [i64; 10] {
         v[1] += hit;
         v[2] += miss;
         v[3] += miss;
-        v[4] += i64::from(t % (7 * MINUTE) == 0);
+        v[4] += i64::from(t % (7 * MINUTE_MS) == 0);
         // Families: 60 % Windows Update, 15 % Office, 15 % Xbox, 7 % Edge.
         v[5] += served * 60 / 100;
         v[6] += served * 15 / 100;
         v[7] += served * 15 / 100;
         v[8] += served * 7 / 100;
         v[9] += served - served * 97 / 100;
-        t += MINUTE;
+        t += MINUTE_MS;
     }
     v
 }
@@ -63,20 +63,19 @@ fn row(n: u32, start: i64, width: i64) -> [i64; 10] {
 async fn insert_rows(db: &Db, table: &str, key: &str, org: i64, rows: &[(i64, i64, [i64; 10])]) {
     let mut tx = db.pool.begin().await.expect("transaction");
     for batch in rows.chunks(400) {
-        let mut sql = format!(
-            "INSERT INTO {table} (org_id, bucket_ms, {key}, requests, hit_bytes, miss_bytes, origin_bytes, \
-             errors, windows_update_bytes, office_bytes, xbox_bytes, edge_bytes, other_bytes) VALUES "
-        );
+        let columns = TrafficCounts::COLUMNS.join(", ");
+        let mut sql = format!("INSERT INTO {table} (org_id, bucket_ms, {key}, {columns}) VALUES ");
+        let per_row = 3 + TrafficCounts::COLUMNS.len();
         for i in 0..batch.len() {
             if i > 0 {
                 sql.push(',');
             }
             sql.push('(');
-            for j in 0..13 {
+            for j in 0..per_row {
                 if j > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", i * 13 + j + 1));
+                sql.push_str(&format!("${}", i * per_row + j + 1));
             }
             sql.push(')');
         }
@@ -149,59 +148,40 @@ async fn main() {
     tx.commit().await.expect("commit nodes");
     credentials.flush().expect("flush credentials");
 
-    let this_minute = now - now.rem_euclid(MINUTE);
+    let retention = TrafficRetention::default();
     let mut total_rows = 0usize;
     let mut fleet: [HashMap<(i64, i64), [i64; 10]>; 3] = Default::default();
     for (n, &id) in node_ids.iter().enumerate().take(history as usize) {
         let n = n as u32;
-        let mut minutes = Vec::new();
-        let mut t = this_minute - days.min(2) * DAY;
-        while t < this_minute {
-            minutes.push((t, id, row(n, t, MINUTE)));
-            t += MINUTE;
-        }
-        let mut hours = Vec::new();
-        let this_hour = now - now.rem_euclid(HOUR);
-        let mut t = this_hour - days.min(45) * DAY;
-        while t < this_hour {
-            hours.push((t, id, row(n, t, HOUR)));
-            t += HOUR;
-        }
-        let mut day_rows = Vec::new();
-        let today = now - now.rem_euclid(DAY);
-        let mut t = today - days * DAY;
-        while t < today {
-            day_rows.push((t, id, row(n, t, DAY)));
-            t += DAY;
-        }
-        insert_rows(&db, "traffic_minute", "node_id", org, &minutes).await;
-        insert_rows(&db, "traffic_hour", "node_id", org, &hours).await;
-        insert_rows(&db, "traffic_day", "node_id", org, &day_rows).await;
-        total_rows += minutes.len() + hours.len() + day_rows.len();
-        // The fleet's series: the same counters summed by bucket and shard.
         let shard = id.rem_euclid(traffic::FLEET_SHARDS);
-        for (tier, rows) in [(0, &minutes), (1, &hours), (2, &day_rows)] {
+        for (fleet_tier, tier) in fleet.iter_mut().zip(Tier::ALL) {
+            // Whole buckets back from the current one, as far as the tier
+            // keeps them (and no further back than DAYS).
+            let width = tier.width_ms();
+            let current = now - now.rem_euclid(width);
+            let mut rows = Vec::new();
+            let mut t = current - retention.of(tier).min(days * DAY_MS);
+            while t < current {
+                rows.push((t, id, row(n, t, width)));
+                t += width;
+            }
+            insert_rows(&db, tier.table(), "node_id", org, &rows).await;
+            total_rows += rows.len();
+            // The fleet's series: the same counters summed by bucket and shard.
             for (bucket, _, values) in rows {
-                let sum = fleet[tier].entry((*bucket, shard)).or_insert([0; 10]);
-                for i in 0..10 {
-                    sum[i] += values[i];
+                let sum = fleet_tier.entry((bucket, shard)).or_insert([0; 10]);
+                for (total, value) in sum.iter_mut().zip(values) {
+                    *total += value;
                 }
             }
         }
     }
-    for (tier, table) in [
-        "traffic_fleet_minute",
-        "traffic_fleet_hour",
-        "traffic_fleet_day",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let rows: Vec<(i64, i64, [i64; 10])> = fleet[tier]
+    for (fleet_tier, tier) in fleet.iter().zip(Tier::ALL) {
+        let rows: Vec<(i64, i64, [i64; 10])> = fleet_tier
             .iter()
             .map(|(&(bucket, shard), values)| (bucket, shard, *values))
             .collect();
-        insert_rows(&db, table, "shard", org, &rows).await;
+        insert_rows(&db, tier.fleet_table(), "shard", org, &rows).await;
         total_rows += rows.len();
     }
     if db.backend == app::backend::db::Backend::Sqlite {
