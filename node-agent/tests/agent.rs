@@ -28,18 +28,13 @@ async fn an_agent_registers_follows_its_config_and_reports(backend: Backend) {
         port,
         ..Default::default()
     };
-    let portal = TestPortal::start_with(&test_db, options(None)).await;
+    let (portal, admin) = set_up_portal_with(&test_db, options(None)).await;
     let port = portal
         .base
         .rsplit(':')
         .next()
         .unwrap()
         .parse::<u16>()
-        .unwrap();
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
         .unwrap();
     let origin = Origin::start().await;
     let sha = origin.add("update.cab", 5 * 1024 * 1024 + 123);
@@ -277,7 +272,7 @@ async fn an_agent_registers_follows_its_config_and_reports(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_client_falls_back_to_the_cdn_when_the_node_fails() {
     let test_db = TestDb::new(Backend::Sqlite).await;
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             tls: Tls::TestCa,
@@ -287,11 +282,6 @@ async fn the_reference_client_falls_back_to_the_cdn_when_the_node_fails() {
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     let work = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let sha = origin.add("big.cab", 6 * 1024 * 1024);
@@ -370,7 +360,7 @@ async fn the_reference_client_falls_back_to_the_cdn_when_the_node_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_install_command_installs_registers_and_is_safe_to_rerun() {
     let test_db = TestDb::new(Backend::Sqlite).await;
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             tls: Tls::SelfSigned,
@@ -380,11 +370,6 @@ async fn the_install_command_installs_registers_and_is_safe_to_rerun() {
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     let work = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let issued = provisioned_node(&admin, work.path(), "edge7", "1000").await;

@@ -21,7 +21,7 @@ on_both_backends!(routes_from_the_router_reach_steering_and_leave_it);
 
 async fn routes_from_the_router_reach_steering_and_leave_it(backend: Backend) {
     let test_db = TestDb::new(backend).await;
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             tls: Tls::TestCa,
@@ -31,11 +31,6 @@ async fn routes_from_the_router_reach_steering_and_leave_it(backend: Backend) {
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     let lab = Lab::new();
     let work = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;

@@ -345,7 +345,7 @@ async fn set_prefixes(admin: &Client, name: &str, prefixes: &str) {
 
 async fn steering_follows_specificity_health_and_draining(backend: Backend) {
     let test_db = TestDb::new(backend).await;
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             report_interval_secs: 1,
@@ -353,11 +353,6 @@ async fn steering_follows_specificity_health_and_draining(backend: Backend) {
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     let wide = registered_node(&portal, &admin, "wide", "203.0.113.1").await;
     let narrow = registered_node(&portal, &admin, "narrow", "203.0.113.2").await;
     let twin = registered_node(&portal, &admin, "twin", "203.0.113.3").await;

@@ -356,7 +356,7 @@ async fn bgp_settings_and_the_routing_mode(backend: Backend) {
 
 async fn registration_keys_work_once_and_expire(backend: Backend) {
     let test_db = TestDb::new(backend).await;
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             tls: Tls::SelfSigned,
@@ -364,11 +364,6 @@ async fn registration_keys_work_once_and_expire(backend: Backend) {
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     create_node(&admin, "edge01", "203.0.113.10").await.unwrap();
     let operator = admin.add_ready_person(&portal, "otto", "operator").await;
 

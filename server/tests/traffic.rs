@@ -627,7 +627,7 @@ async fn exports_in_csv_and_json_for_people_and_tokens_stay_in_their_org(backend
 async fn metrics_need_the_token_and_api_metrics_stay_in_their_org(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     const TOKEN: &str = "metrics-token-for-tests-0123456789";
-    let portal = TestPortal::start_with(
+    let (portal, admin) = set_up_portal_with(
         &test_db,
         PortalOptions {
             metrics_token: Some(TOKEN.into()),
@@ -635,11 +635,6 @@ async fn metrics_need_the_token_and_api_metrics_stay_in_their_org(backend: Backe
         },
     )
     .await;
-    let admin = portal.client();
-    admin
-        .setup("First ISP", ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
     let (credential, _) = registered(&portal, &admin, "edge1").await;
     send(&portal, &credential, &report("boot-a", 7, 9_000, 1_000, 0)).await;
     let otto = second_org_admin(&portal, "otto", "other admin pw 1").await;

@@ -443,7 +443,12 @@ impl Client {
 
 /// A portal set up with one organization, and its administrator signed in.
 pub async fn set_up_portal(test_db: &TestDb) -> (TestPortal, Client) {
-    let portal = TestPortal::start(test_db).await;
+    set_up_portal_with(test_db, PortalOptions::default()).await
+}
+
+/// [`set_up_portal`], for a portal started with `options`.
+pub async fn set_up_portal_with(test_db: &TestDb, options: PortalOptions) -> (TestPortal, Client) {
+    let portal = TestPortal::start_with(test_db, options).await;
     let admin = portal.client();
     admin
         .setup("First ISP", ADMIN, ADMIN_PASSWORD)
