@@ -3,6 +3,9 @@
 // that act the way a person does (open a page, fill a form, sign in).
 
 import { request, test as base, expect, type Locator, type Page, type TestInfo } from '@playwright/test';
+import { rmSync } from 'node:fs';
+
+import type { Origin, RunningAgent } from './agent';
 import { SETUP_CODE, startPortal, type Portal } from './portal';
 
 export { expect };
@@ -37,6 +40,33 @@ export function useFreshPortal(options: { args?: string[] } = {}): void {
 }
 
 /** The calling file's portal, https://127.0.0.1:PORT (for hooks, which have no `baseURL`). */
+/** What a test file with a node agent has running, once it does. */
+export interface AgentLab {
+  agent?: RunningAgent;
+  origin?: Origin;
+  /** A folder of the file's own, removed at the end. */
+  work?: string;
+}
+
+/**
+ * Stops the file's agent and origin and removes its folder after its
+ * tests, and attaches the agent's log to a test that failed.
+ */
+export function cleanUpAgentLab(lab: () => AgentLab): void {
+  base.afterAll(async () => {
+    const { agent, origin, work } = lab();
+    await agent?.stop();
+    await origin?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+  base.afterEach(async ({}, testInfo) => {
+    const { agent } = lab();
+    if (testInfo.status !== testInfo.expectedStatus && agent) {
+      await testInfo.attach('agent output', { body: agent.output(), contentType: 'text/plain' });
+    }
+  });
+}
+
 export function portalUrl(): string {
   if (!portal) throw new Error('no portal: call useFreshPortal() in the test file');
   return portal.url;

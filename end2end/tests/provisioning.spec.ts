@@ -7,10 +7,10 @@
 // reports and polls every second, in order.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, seedOrganization, test, useFreshPortal, type Ui } from './fixtures';
+import { cleanUpAgentLab, expect, seedOrganization, test, useFreshPortal, type Ui } from './fixtures';
 import { agentBinary, runAgent, startOrigin, ORIGIN_HOST, type Origin, type RunningAgent } from './agent';
 
 useFreshPortal({ args: ['--report-interval-secs', '1', '--config-poll-secs', '1'] });
@@ -32,17 +32,7 @@ test.beforeAll(async () => {
   origin = await startOrigin({ 'update.cab': 1024 * 1024 });
 });
 
-test.afterAll(async () => {
-  await agent?.stop();
-  await origin?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && agent) {
-    await testInfo.attach('agent output', { body: agent.output(), contentType: 'text/plain' });
-  }
-});
+cleanUpAgentLab(() => ({ agent, origin, work }));
 
 /** The node's row in the node list, reloaded until its state and config read as given. */
 async function waitInNodeList(ui: Ui, state: string, config: string): Promise<void> {

@@ -8,11 +8,11 @@
 // the dashboards are kept with the test results.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '@playwright/test';
-import { expect, portalUrl, seedOrganization, test, useFreshPortal } from './fixtures';
+import { cleanUpAgentLab, expect, portalUrl, seedOrganization, test, useFreshPortal } from './fixtures';
 import { agentBinary, fetchThrough, pinOf, runAgent, startOrigin, ORIGIN_HOST, type Origin, type RunningAgent } from './agent';
 
 useFreshPortal({ args: ['--report-interval-secs', '1', '--config-poll-secs', '1'] });
@@ -109,17 +109,7 @@ test.beforeAll(async () => {
   await admin.dispose();
 });
 
-test.afterAll(async () => {
-  await agent?.stop();
-  await origin?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && agent) {
-    await testInfo.attach('agent output', { body: agent.output(), contentType: 'text/plain' });
-  }
-});
+cleanUpAgentLab(() => ({ agent, origin, work }));
 
 const stat = (page: import('@playwright/test').Page, name: string) => page.locator(`dd[data-stat="${name}"]`);
 
