@@ -9,12 +9,12 @@ mod bgp_lab;
 mod common;
 mod support;
 
-use bgp_lab::{Bird, Lab};
+use bgp_lab::{bgp_protocol, Bird, Lab};
 use common::*;
 use serde_json::Value;
 use support::*;
 
-const NODE_ASN: &str = "4200000001";
+const NODE_ASN: u32 = 4_200_000_001;
 const ROUTER_ASN: u32 = 65001;
 
 on_both_backends!(routes_from_the_router_reach_steering_and_leave_it);
@@ -58,7 +58,7 @@ async fn routes_from_the_router_reach_steering_and_leave_it(backend: Backend) {
             "save_bgp",
             &[
                 ("name", "bgpnode"),
-                ("asn", NODE_ASN),
+                ("asn", &NODE_ASN.to_string()),
                 ("neighbors", &format!("{} {ROUTER_ASN}", lab.router_ip)),
             ],
         )
@@ -103,17 +103,16 @@ async fn routes_from_the_router_reach_steering_and_leave_it(backend: Backend) {
         &format!(
             "protocol static subscribers {{ ipv4; route 100.64.0.0/22 blackhole; }}
 protocol static more {{ ipv4; route 198.51.100.0/24 blackhole; }}
-protocol bgp node {{
-  local {router} port {router_port} as {ROUTER_ASN};
-  neighbor {node} port {bgp_port} as {NODE_ASN};
-  multihop;
-  hold time 9;
-  connect delay time 1;
-  connect retry time 1;
-  ipv4 {{ import none; export where source = RTS_STATIC; }};
-}}",
-            router = lab.router_ip,
-            node = lab.speaker_ip,
+{}",
+            bgp_protocol(
+                "node",
+                &lab,
+                router_port,
+                ROUTER_ASN,
+                bgp_port,
+                NODE_ASN,
+                ""
+            ),
         ),
     );
 

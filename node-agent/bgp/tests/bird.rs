@@ -7,34 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use common::*;
 use lastmile_bgp::{SessionState, Speaker};
 
-/// BIRD's side of a session with the node. `extra` goes inside the
-/// protocol block (timers, passive, next hop policy...).
-fn bgp_protocol(
-    name: &str,
-    lab: &Lab,
-    router_port: u16,
-    router_asn: u32,
-    speaker_port: u16,
-    speaker_asn: u32,
-    extra: &str,
-) -> String {
-    format!(
-        "protocol bgp {name} {{
-  local {router} port {router_port} as {router_asn};
-  neighbor {speaker} port {speaker_port} as {speaker_asn};
-  multihop;
-  hold time 9;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 2;
-  {extra}
-  ipv4 {{ import none; export where source = RTS_STATIC; }};
-}}",
-        router = lab.router_ip,
-        speaker = lab.speaker_ip,
-    )
-}
-
 /// Static routes BIRD announces; `subscribers2` can be toggled on its own.
 const STATIC_ROUTES: &str = "
 protocol static subscribers {

@@ -194,6 +194,34 @@ fn signal_quietly(child: &Child, name: &str) -> std::io::Result<()> {
         .map(|_| ())
 }
 
+/// BIRD's side of a session with the node. `extra` goes inside the
+/// protocol block (timers, passive, next hop policy...).
+pub fn bgp_protocol(
+    name: &str,
+    lab: &Lab,
+    router_port: u16,
+    router_asn: u32,
+    speaker_port: u16,
+    speaker_asn: u32,
+    extra: &str,
+) -> String {
+    format!(
+        "protocol bgp {name} {{
+  local {router} port {router_port} as {router_asn};
+  neighbor {speaker} port {speaker_port} as {speaker_asn};
+  multihop;
+  hold time 9;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  {extra}
+  ipv4 {{ import none; export where source = RTS_STATIC; }};
+}}",
+        router = lab.router_ip,
+        speaker = lab.speaker_ip,
+    )
+}
+
 /// BIRD 2 as the ISP's router: one config file, a private control socket.
 pub struct Bird {
     config: PathBuf,
