@@ -156,16 +156,7 @@ pub async fn list(
     org_id: i64,
     offline_after_ms: i64,
 ) -> Result<Vec<NodeSummary>, AppError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM nodes WHERE org_id = $1 ORDER BY name_key"
-    ))
-    .bind(org_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let now = now_ms();
-    rows.iter()
-        .map(|row| summary_from_row(row, now, offline_after_ms))
-        .collect()
+    summaries(db, org_id, offline_after_ms, "", |_, summary| Ok(summary)).await
 }
 
 /// The organization's nodes as [`list`] gives them, each with whether its
@@ -175,21 +166,40 @@ pub(crate) async fn list_with_health(
     org_id: i64,
     offline_after_ms: i64,
 ) -> Result<Vec<(NodeSummary, bool, Vec<String>)>, AppError> {
+    summaries(
+        db,
+        org_id,
+        offline_after_ms,
+        ", serving, problems",
+        |row, summary| {
+            Ok((
+                summary,
+                get_bool(row, "serving")?,
+                json_column(row, "problems")?,
+            ))
+        },
+    )
+    .await
+}
+
+/// Every node of the organization, by name: its summary and whatever
+/// `more` makes of `extra_columns` (each preceded by a comma).
+async fn summaries<T>(
+    db: &Db,
+    org_id: i64,
+    offline_after_ms: i64,
+    extra_columns: &str,
+    more: impl Fn(&AnyRow, NodeSummary) -> Result<T, AppError>,
+) -> Result<Vec<T>, AppError> {
     let rows = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS}, serving, problems FROM nodes WHERE org_id = $1 ORDER BY name_key"
+        "SELECT {SUMMARY_COLUMNS}{extra_columns} FROM nodes WHERE org_id = $1 ORDER BY name_key"
     ))
     .bind(org_id)
     .fetch_all(&db.pool)
     .await?;
     let now = now_ms();
     rows.iter()
-        .map(|row| {
-            Ok((
-                summary_from_row(row, now, offline_after_ms)?,
-                get_bool(row, "serving")?,
-                json_column(row, "problems")?,
-            ))
-        })
+        .map(|row| more(row, summary_from_row(row, now, offline_after_ms)?))
         .collect()
 }
 
@@ -538,6 +548,7 @@ async fn flip(
     name: &str,
     switch: Switch,
 ) -> Result<(), AppError> {
+    let changes_config = matches!(switch, Switch::Enabled(_));
     let (column, on, action, verb) = match switch {
         Switch::Enabled(true) => ("enabled", true, "node.enable", "enabled"),
         Switch::Enabled(false) => ("enabled", false, "node.disable", "disabled"),
@@ -552,7 +563,7 @@ async fn flip(
         .bind(node_id)
         .execute(&mut *tx)
         .await?;
-    if column == "enabled" {
+    if changes_config {
         bump_config(&mut tx, node_id).await?;
     }
     audit::record(
