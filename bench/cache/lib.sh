@@ -201,6 +201,35 @@ machine_cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
 }
 
+# CPU seconds one core has been busy, whatever ran there: the server's
+# process and the kernel work done on that core on its behalf, including
+# softirqs that ran while the process slept (which /proc/<pid>/stat misses).
+core_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" -v cpu="cpu$1" '$1 == cpu { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
+
+# Over loopback the receiver's TCP work runs on the sender's core: every
+# segment the server sends is received (and charged) on the server's core,
+# and how much of a response the client's acknowledgements send instead
+# depends on timing, so per-process CPU says as much about who happened to
+# send as about the server. Receive flow steering on lo makes each side
+# receive on the core its reader runs on, as two hosts would. The old
+# settings come back with restore_receive_steering.
+RFS_SAVED=()
+RFS_FILES=(/sys/class/net/lo/queues/rx-0/rps_cpus /sys/class/net/lo/queues/rx-0/rps_flow_cnt /proc/sys/net/core/rps_sock_flow_entries)
+steer_receive_to_readers() {
+  RFS_SAVED=()
+  for f in "${RFS_FILES[@]}"; do RFS_SAVED+=("$(cat "$f")"); done
+  local all; all="$(printf '%x' $(( (1 << $(nproc)) - 1 )))"
+  echo "$all" > "${RFS_FILES[0]}" && echo 32768 > "${RFS_FILES[1]}" && echo 32768 > "${RFS_FILES[2]}"
+}
+restore_receive_steering() {
+  [ "${#RFS_SAVED[@]}" -eq 0 ] && return 0
+  local i
+  for i in "${!RFS_FILES[@]}"; do echo "${RFS_SAVED[$i]}" > "${RFS_FILES[$i]}" || true; done
+  RFS_SAVED=()
+}
+
 rss_kib() {
   awk '/^VmRSS/ { print $2 }' "/proc/$1/status"
 }

@@ -7,10 +7,11 @@
 #
 # Environment: BENCH_DIR (default /tmp/lastmile-bench, needs ~13 GB),
 # ROUNDS (warm-hit rounds per connection count, default 5), WARM_CONNECTIONS
-# (default "16 64 256"), DURATION (seconds
-# per wrk run, default 10), MEMORY_SECONDS (how long the 256 downloads run;
-# 0 = until they finish, default 120), SERVERS (for herd, deep and memory:
-# default "nginx lastmile"), RESULTS (default $BENCH_DIR/results.md).
+# (default "16 64 256"), STEER (rfs: receive flow steering on lo, needs
+# root; default off), DURATION (seconds per wrk run, default 10),
+# MEMORY_SECONDS (how long the 256 downloads run; 0 = until they finish,
+# default 120), SERVERS (for herd, deep and memory: default "nginx
+# lastmile"), RESULTS (default $BENCH_DIR/results.md).
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
@@ -25,8 +26,16 @@ need nginx wrk curl openssl taskset
 mkdir -p "$BENCH_DIR"
 build
 make_content
-trap stop_all EXIT
+trap 'stop_all; restore_receive_steering' EXIT
 stop_all
+# STEER=rfs receives on the reader's core, as between two hosts; the
+# default, off, leaves lo as it is (see steer_receive_to_readers in lib.sh).
+STEER="${STEER:-off}"
+STEER_NOTE="off (each segment received on the sender's core)"
+if [ "$STEER" = rfs ]; then
+  steer_receive_to_readers || { echo "cannot set receive flow steering on lo (needs root); STEER=off to run without" >&2; exit 1; }
+  STEER_NOTE="receive flow steering (each side receives on its own core)"
+fi
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print v[i] }'; }
@@ -62,13 +71,15 @@ warm() {
       local order="nginx lastmile"
       [ $((round % 2)) -eq 0 ] && order="lastmile nginx"
       for server in $order; do
-        local pid cpu0 cpu1 all0 all1 out rps p99 gb
+        local pid cpu0 cpu1 core0 core1 all0 all1 out rps p99 gb
         pid="$(server_pid "$server")"
         cpu0="$(cpu_seconds "$pid")"
+        core0="$(core_cpu_seconds "$SERVER_CPU")"
         all0="$(machine_cpu_seconds)"
         out="$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency \
           -s "$HERE/ranges.lua" -H "$(host_header_of "$server")" "$(url_of "$server" 64m.bin)" 2>&1)"
         cpu1="$(cpu_seconds "$pid")"
+        core1="$(core_cpu_seconds "$SERVER_CPU")"
         all1="$(machine_cpu_seconds)"
         if echo "$out" | grep -q "unexpected status\|Non-2xx"; then
           echo "$out" >&2
@@ -78,8 +89,8 @@ warm() {
         rps="$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
         p99="$(echo "$out" | awk '$1 == "99%" { print $2 }' | ms)"
         gb="$(echo "$out" | awk '/read$/ { v = $(NF-1); if (v ~ /GB$/) v = v + 0; else if (v ~ /MB$/) v = v / 1024; print v }')"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" \
-          "$(echo "$all1 - $all0" | bc)" >> "$table"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" \
+          "$(echo "$all1 - $all0" | bc)" "$(echo "$core1 - $core0" | bc)" >> "$table"
         log "  $conns connections, $server: $rps req/s, p99 ${p99} ms"
       done
     done
@@ -89,10 +100,13 @@ warm() {
     echo
     echo "\`taskset -c 1 wrk -t1 -c<N> -d${DURATION}s --latency -s bench/cache/ranges.lua\`, ${ROUNDS} alternating rounds, medians."
     echo
-    echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | nginx CPU s/GB | lastmile CPU s/GB | CPU ratio | machine CPU s/GB, nginx | machine, lastmile | machine ratio |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "Receive steering on lo: $STEER_NOTE. CPU s/GB: the server process (/proc/<pid>/stat), the server's core"
+    echo "(CPU $SERVER_CPU, /proc/stat, nothing else runs there) and the whole machine (server, wrk, origin, kernel)."
+    echo
+    echo "| connections | nginx req/s | lastmile req/s | ratio | nginx p99 ms | lastmile p99 ms | process CPU s/GB, nginx | lastmile | ratio | server core CPU s/GB, nginx | lastmile | ratio | machine CPU s/GB, nginx | lastmile | ratio |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for conns in $WARM_CONNECTIONS; do
-      local n_rps l_rps n_p99 l_p99 n_cpu l_cpu n_all l_all
+      local n_rps l_rps n_p99 l_p99 n_cpu l_cpu n_all l_all n_core l_core
       n_rps="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $3 }' "$table" | median)"
       l_rps="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $3 }' "$table" | median)"
       n_p99="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $4 }' "$table" | median)"
@@ -101,12 +115,14 @@ warm() {
       l_cpu="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $5 / $6 }' "$table" | median)"
       n_all="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $7 / $6 }' "$table" | median)"
       l_all="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $7 / $6 }' "$table" | median)"
-      printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
+      n_core="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $8 / $6 }' "$table" | median)"
+      l_core="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $8 / $6 }' "$table" | median)"
+      printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s | %.3f | %.3f | %s | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
         "$(ratio "$l_rps" "$n_rps")" "$n_p99" "$l_p99" "$n_cpu" "$l_cpu" "$(ratio "$l_cpu" "$n_cpu")" \
-        "$n_all" "$l_all" "$(ratio "$l_all" "$n_all")"
+        "$n_core" "$l_core" "$(ratio "$l_core" "$n_core")" "$n_all" "$l_all" "$(ratio "$l_all" "$n_all")"
     done
     echo
-    echo "Raw runs (connections, server, req/s, p99 ms, server CPU s, GB, machine CPU s):"
+    echo "Raw runs (connections, server, req/s, p99 ms, server process CPU s, GB, machine CPU s, server core CPU s):"
     echo
     echo '```'
     cat "$table"
