@@ -802,6 +802,10 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A metric family printed from one value per organization: its name, how
+/// to read the value from `T`, and its help text.
+type Metric<T> = (&'static str, fn(&T) -> i64, &'static str);
+
 /// Fleet metrics in Prometheus' text format: for every organization
 /// (`org` `None`, the portal's operator) or for one.
 pub async fn prometheus(
@@ -931,7 +935,7 @@ pub async fn prometheus(
             s.miss_bytes
         );
     }
-    let org_counters: [(&str, fn(&TrafficCounts) -> i64, &str); 3] = [
+    let org_counters: [Metric<TrafficCounts>; 3] = [
         (
             "lastmile_origin_bytes_total",
             |c| c.origin_bytes,
@@ -969,7 +973,7 @@ pub async fn prometheus(
             );
         }
     }
-    let rates: [(&str, fn(&(i64, i64, i64)) -> i64, &str); 2] = [
+    let rates: [Metric<(i64, i64, i64)>; 2] = [
         (
             "lastmile_egress_bits_per_second",
             |(hit, miss, _)| hit + miss,
