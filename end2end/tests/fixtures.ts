@@ -39,7 +39,6 @@ export function useFreshPortal(options: { args?: string[] } = {}): void {
   });
 }
 
-/** The calling file's portal, https://127.0.0.1:PORT (for hooks, which have no `baseURL`). */
 /** What a test file with a node agent has running, once it does. */
 export interface AgentLab {
   agent?: RunningAgent;
@@ -67,6 +66,7 @@ export function cleanUpAgentLab(lab: () => AgentLab): void {
   });
 }
 
+/** The calling file's portal, https://127.0.0.1:PORT (for hooks, which have no `baseURL`). */
 export function portalUrl(): string {
   if (!portal) throw new Error('no portal: call useFreshPortal() in the test file');
   return portal.url;
