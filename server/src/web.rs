@@ -4,10 +4,9 @@
 
 use app::backend::{
     accounts, AppState, ClientAddr, CurrentUser, SessionAuth, SESSION_AUTH_KEY, SESSION_FLASH_KEY,
-    SESSION_REFUSED_FORM_KEY,
 };
 use app::error::AppError;
-use app::model::RefusedForm;
+use app::model::{Flash, RefusedForm};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -245,15 +244,12 @@ pub async fn server_fn_responses(session: Session, mut req: Request<Body>, next:
     let error: AppError = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| AppError::internal(format!("undecodable server function error: {e}")));
     if accepts_html {
-        if let Err(e) = session.insert(SESSION_FLASH_KEY, error.to_string()).await {
+        let flash = Flash {
+            message: Some(error.to_string()),
+            form: posted_fields.map(|fields| RefusedForm { action, fields }),
+        };
+        if let Err(e) = session.insert(SESSION_FLASH_KEY, flash).await {
             return AppError::internal(format!("storing flash: {e}")).into_page_response();
-        }
-        if let Some(fields) = posted_fields {
-            let form = RefusedForm { action, fields };
-            if let Err(e) = session.insert(SESSION_REFUSED_FORM_KEY, form).await {
-                return AppError::internal(format!("storing refused form: {e}"))
-                    .into_page_response();
-            }
         }
         return Redirect::to(&back).into_response();
     }

@@ -17,10 +17,7 @@ use crate::model::{AuditPage, Flash, Me, Person};
 #[cfg(feature = "ssr")]
 use crate::backend::{
     accounts, audit, ctx, passwords, throttle, SessionAuth, SESSION_AUTH_KEY, SESSION_FLASH_KEY,
-    SESSION_REFUSED_FORM_KEY,
 };
-#[cfg(feature = "ssr")]
-use crate::model::RefusedForm;
 #[cfg(feature = "ssr")]
 use crate::model::{normalize_org_name, normalize_username, validate_password, Role};
 
@@ -288,14 +285,9 @@ pub async fn audit_log(older_than: Option<i64>) -> Result<AuditPage, AppError> {
 /// JavaScript (see the server's form fallback). Read once.
 #[server(endpoint = "flash")]
 pub async fn take_flash() -> Result<Flash, AppError> {
-    let session = ctx::session()?;
-    let message = session
-        .remove::<String>(SESSION_FLASH_KEY)
+    let flash = ctx::session()?
+        .remove::<Flash>(SESSION_FLASH_KEY)
         .await
         .map_err(insert_err)?;
-    let form = session
-        .remove::<RefusedForm>(SESSION_REFUSED_FORM_KEY)
-        .await
-        .map_err(insert_err)?;
-    Ok(Flash { message, form })
+    Ok(flash.unwrap_or_default())
 }

@@ -137,9 +137,9 @@ pub struct SessionAuth {
 }
 
 pub const SESSION_AUTH_KEY: &str = "auth";
+/// What a form refused without JavaScript left for the next page
+/// ([`crate::model::Flash`]).
 pub const SESSION_FLASH_KEY: &str = "flash";
-/// The fields of a form refused without JavaScript ([`crate::model::RefusedForm`]).
-pub const SESSION_REFUSED_FORM_KEY: &str = "refused_form";
 /// A registration key issued by a form posted without JavaScript, kept for
 /// the one page view that shows it.
 pub const SESSION_ISSUED_KEY: &str = "issued_key";
