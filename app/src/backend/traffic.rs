@@ -595,16 +595,18 @@ pub async fn slot_counts(
         .await?;
     let mut slots = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let mut values = [0i64; 10];
-        for (i, column) in COLUMNS.iter().enumerate() {
-            values[i] = row.try_get(*column)?;
-        }
-        slots.insert(
-            row.try_get::<i64, _>("slot")?,
-            TrafficCounts::from_array(values),
-        );
+        slots.insert(row.try_get::<i64, _>("slot")?, counts_from_row(row)?);
     }
     Ok(slots)
+}
+
+/// The counts in a row that has every one of [`COLUMNS`] under its name.
+fn counts_from_row(row: &sqlx::any::AnyRow) -> Result<TrafficCounts, AppError> {
+    let mut values = [0i64; COLUMNS.len()];
+    for (value, column) in values.iter_mut().zip(COLUMNS) {
+        *value = row.try_get(column)?;
+    }
+    Ok(TrafficCounts::from_array(values))
 }
 
 /// Times on the horizontal axis: round wall-clock times in the viewer's
@@ -831,9 +833,7 @@ pub async fn prometheus(
 
     // Totals since each node was created, per node, from the counters
     // reports keep.
-    let totals = TrafficCounts::COLUMNS
-        .map(|c| format!("c.total_{c} AS {c}"))
-        .join(", ");
+    let totals = COLUMNS.map(|c| format!("c.total_{c} AS {c}")).join(", ");
     let node_rows = sqlx::query(&format!(
         "SELECT n.org_id, n.name, {totals}, c.active_connections \
          FROM nodes n JOIN node_counters c ON c.node_id = n.id \
@@ -851,14 +851,10 @@ pub async fn prometheus(
     let mut nodes_totals = Vec::new();
     for r in &node_rows {
         let org_id: i64 = r.try_get("org_id")?;
-        let mut counts = [0; 10];
-        for (value, column) in counts.iter_mut().zip(TrafficCounts::COLUMNS) {
-            *value = r.try_get(column)?;
-        }
         nodes_totals.push(NodeTotals {
             org: label(org_names.get(&org_id).map_or("", String::as_str)),
             node: label(&r.try_get::<String, _>("name")?),
-            counts: TrafficCounts::from_array(counts),
+            counts: counts_from_row(r)?,
             connections: r.try_get("active_connections")?,
         });
     }
