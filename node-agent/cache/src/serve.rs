@@ -577,10 +577,12 @@ async fn send_body(
             match source {
                 SliceSource::Changed => return Err(Abort::Cut("object changed at the origin")),
                 SliceSource::Disk(file) => {
+                    conn.hold_partial_segments(true);
                     send_file(conn, cache, &file, at, to, true, target, exchange).await?;
                     break;
                 }
                 SliceSource::Fill(fill) => {
+                    conn.hold_partial_segments(false);
                     match stream_fill(cache, conn, &fill, version, &mut at, to, target, exchange)
                         .await
                     {
@@ -616,6 +618,7 @@ async fn send_body(
             }
         }
     }
+    conn.hold_partial_segments(false);
     Ok(())
 }
 

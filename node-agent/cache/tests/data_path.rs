@@ -1070,6 +1070,53 @@ async fn slices_spread_over_drives_each_within_its_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_from_disk_and_from_the_origin_take_turns_on_one_connection() {
+    // Bytes from disk go out with partial segments held back (TCP_CORK)
+    // until the response ends; bytes of a fetch go out as they arrive. A
+    // response that ended with bytes held would leave its client waiting
+    // (and in debug builds trips the data path's assertion, which closes
+    // the connection before the next answer).
+    let (origin, _dir, drive) = setup().await;
+    let node = Node::start(config(&drive, &origin)).await;
+    let body = content(101, 6 * SLICE as usize + 777);
+    origin.put("/mixed", OriginObject::new(body.clone(), "\"m\""));
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let slice = SLICE as usize;
+    let steps: [(Option<(usize, usize)>, &str); 6] = [
+        // Slice 1 fetched.
+        (Some((slice, slice + 3000)), "MISS"),
+        // Fetch, disk, fetch: slices 0, 1, 2.
+        (Some((100, 2 * slice + 5000)), "MISS"),
+        // Disk, disk, disk, fetch: slices 0 to 3.
+        (Some((200, 3 * slice + 9)), "HIT"),
+        // The whole object: slices 0 to 3 from disk, then 4 to 6 fetched.
+        (None, "HIT"),
+        // All from disk, ending inside a slice.
+        (Some((300, 5 * slice + 123)), "HIT"),
+        // And the connection still answers.
+        (Some((0, 0)), "HIT"),
+    ];
+    for (range, x_cache) in steps {
+        let mut request = format!("GET /mixed HTTP/1.1\r\nHost: {ORIGIN_HOST}\r\n");
+        if let Some((first, last)) = range {
+            request.push_str(&format!("Range: bytes={first}-{last}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let response = read_next_response(&mut stream, &mut buf, false).await;
+        let (first, last) = range.unwrap_or((0, body.len() - 1));
+        expect_bytes(&response, &body[first..=last]);
+        assert_eq!(response.header("x-cache"), Some(x_cache), "{range:?}");
+    }
+    assert_eq!(
+        origin.body_bytes(),
+        body.len() as u64,
+        "each slice fetched once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_and_pipelined_requests() {
     let (origin, _dir, drive) = setup().await;
     let node = Node::start(config(&drive, &origin)).await;
