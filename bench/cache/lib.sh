@@ -1,7 +1,7 @@
 # Shared setup for the cache benchmarks: content, the origin (nginx serving
 # static files), the peer (nginx proxy_cache + slice 1m + proxy_cache_lock,
 # one worker) and lastmile-cache (one thread), on one machine and one disk.
-# Sourced by the bench-*.sh scripts; see bench/cache/README.md.
+# Sourced by run.sh and hyper-vs-sendfile.sh; results in docs/benchmarks.md.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

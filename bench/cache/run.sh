@@ -6,18 +6,23 @@
 #   bench/cache/run.sh [warm] [herd] [deep] [memory]    (default: all four)
 #
 # Environment: BENCH_DIR (default /tmp/lastmile-bench, needs ~13 GB),
-# ROUNDS (warm-hit rounds per connection count, default 5), WARM_CONNECTIONS
+# ROUNDS (warm-hit rounds per connection count, default 21), WARM_CONNECTIONS
 # (default "16 64 256"), STEER (rfs: receive flow steering on lo, needs
-# root; default off), DURATION (seconds per wrk run, default 10),
+# root; default off), DURATION (seconds per wrk run, default 4),
+# PAGE_CACHE (dropped: after the warm-up downloads, empty the page cache so
+# that each server reads its files back from disk, as a node whose cache is
+# larger than its memory does; needs root; default kept),
 # MEMORY_SECONDS (how long the 256 downloads run; 0 = until they finish,
 # default 120), SERVERS (for herd, deep and memory: default "nginx
 # lastmile"), RESULTS (default $BENCH_DIR/results.md).
 source "$(dirname "$0")/lib.sh"
 
-ROUNDS="${ROUNDS:-5}"
+# Many short rounds: on a shared host the machine's speed drifts within
+# seconds, and only a ratio taken within one round cancels that out.
+ROUNDS="${ROUNDS:-21}"
 WARM_CONNECTIONS="${WARM_CONNECTIONS:-16 64 256}"
 SERVERS="${SERVERS:-nginx lastmile}"
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-4}"
 MEMORY_SECONDS="${MEMORY_SECONDS:-120}"
 RESULTS="${RESULTS:-$BENCH_DIR/results.md}"
 SLICE=1048576
@@ -36,6 +41,32 @@ if [ "$STEER" = rfs ]; then
   steer_receive_to_readers || { echo "cannot set receive flow steering on lo (needs root); STEER=off to run without" >&2; exit 1; }
   STEER_NOTE="receive flow steering (each side receives on its own core)"
 fi
+
+# One metric's lastmile/nginx ratio in each round of the warm table, summed
+# up as "median [lowest, highest]".
+paired_ratios() {
+  local table="$1" conns="$2" metric="$3"
+  awk -F'\t' -v c="$conns" -v m="$metric" '
+    $1 == c {
+      if (m == "rps") v = $3; else if (m == "p99") v = $4; else if (m == "cpu") v = $5 / $6
+      else if (m == "machine") v = $7 / $6; else v = $8 / $6
+      if ($2 == "nginx") n[$9] = v; else l[$9] = v
+    }
+    END { for (r in n) if ((r in l) && n[r] > 0) print l[r] / n[r] }' "$table" |
+    sort -g | awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "-"; exit }
+      mid = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%.2f [%.2f, %.2f]\n", mid, v[1], v[NR] }'
+}
+
+# How the page cache holds a cache's files (needs root and python3).
+folio_layout() {
+  if [ "$(id -u)" != 0 ] || ! command -v python3 >/dev/null; then
+    echo "not read (needs root and python3)"
+    return
+  fi
+  find "$1" -type f -print0 | xargs -0 python3 "$HERE/folios.py"
+}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print v[i] }'; }
@@ -63,6 +94,10 @@ warm() {
   for server in nginx lastmile; do
     verify_file "$server" 64m.bin   # also fills the cache
   done
+  if [ "${PAGE_CACHE:-kept}" = dropped ]; then
+    sync
+    echo 1 > /proc/sys/vm/drop_caches || { echo "PAGE_CACHE=dropped needs root" >&2; exit 1; }
+  fi
   local table="$BENCH_DIR/warm.tsv"
   : > "$table"
   for conns in $WARM_CONNECTIONS; do
@@ -89,8 +124,8 @@ warm() {
         rps="$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
         p99="$(echo "$out" | awk '$1 == "99%" { print $2 }' | ms)"
         gb="$(echo "$out" | awk '/read$/ { v = $(NF-1); if (v ~ /GB$/) v = v + 0; else if (v ~ /MB$/) v = v / 1024; print v }')"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" \
-          "$(echo "$all1 - $all0" | bc)" "$(echo "$core1 - $core0" | bc)" >> "$table"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conns" "$server" "$rps" "$p99" "$(echo "$cpu1 - $cpu0" | bc)" "$gb" \
+          "$(echo "$all1 - $all0" | bc)" "$(echo "$core1 - $core0" | bc)" "$round" >> "$table"
         log "  $conns connections, $server: $rps req/s, p99 ${p99} ms"
       done
     done
@@ -100,6 +135,7 @@ warm() {
     echo
     echo "\`taskset -c 1 wrk -t1 -c<N> -d${DURATION}s --latency -s bench/cache/ranges.lua\`, ${ROUNDS} alternating rounds, medians."
     echo
+    echo "Page cache before the runs: ${PAGE_CACHE:-kept} (kept: as each server wrote its files; dropped: read back from disk by each server)."
     echo "Receive steering on lo: $STEER_NOTE. CPU s/GB: the server process (/proc/<pid>/stat), the server's core"
     echo "(CPU $SERVER_CPU, /proc/stat, nothing else runs there) and the whole machine (server, wrk, origin, kernel)."
     echo
@@ -122,7 +158,26 @@ warm() {
         "$n_core" "$l_core" "$(ratio "$l_core" "$n_core")" "$n_all" "$l_all" "$(ratio "$l_all" "$n_all")"
     done
     echo
-    echo "Raw runs (connections, server, req/s, p99 ms, server process CPU s, GB, machine CPU s, server core CPU s):"
+    echo "Paired: lastmile's figure over nginx's in the same round, median [lowest, highest] over the ${ROUNDS} rounds."
+    echo "For p99 and CPU per GB, below 1 is better."
+    echo
+    echo "| connections | req/s | p99 latency | process CPU/GB | server core CPU/GB | machine CPU/GB |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for conns in $WARM_CONNECTIONS; do
+      printf '| %s |' "$conns"
+      for metric in rps p99 cpu core machine; do
+        printf ' %s |' "$(paired_ratios "$table" "$conns" "$metric")"
+      done
+      echo
+    done
+    echo
+    echo "Page cache after the runs (bench/cache/folios.py: sendfile hands the socket each folio's pages"
+    echo "as separate pieces, so fewer, larger folios cost less per byte):"
+    echo
+    echo "- nginx: $(folio_layout "$BENCH_DIR/nginx-cache")"
+    echo "- lastmile: $(folio_layout "$BENCH_DIR/lastmile-cache")"
+    echo
+    echo "Raw runs (connections, server, req/s, p99 ms, server process CPU s, GB, machine CPU s, server core CPU s, round):"
     echo
     echo '```'
     cat "$table"
