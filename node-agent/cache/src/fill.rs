@@ -363,11 +363,12 @@ async fn fetch_slice(cache: &Arc<Cache>, fill: &Arc<Fill>) -> Result<Fetched, Fi
 /// The kernel sizes a new page-cache folio by the length of the write that
 /// creates it, within the alignment of its offset. Written as the network
 /// delivered it (often 16 KiB at a time, and out of step with the 4 KiB
-/// slice header), a slice stayed in 4 and 16 KiB folios: some 130 to 170
-/// per MiB, each a separate piece for every hit's sendfile to take through
-/// the socket. In 64 KiB folios the same warm hits cost about a tenth less
-/// CPU (docs/benchmarks.md). Bytes wait here only until their piece is
-/// whole, so waiters hear of them on the same 64 KiB rhythm as before.
+/// slice header), a slice stayed mostly in 4 to 16 KiB folios: 50 to 170
+/// per MiB, depending on the origin's connection, each a separate piece for
+/// every hit's sendfile to take through the socket. In 64 KiB folios (about
+/// 21 per MiB) the same warm hits cost 5 to 10% less CPU
+/// (docs/benchmarks.md). Bytes wait here only until their piece is whole,
+/// so waiters hear of them on the same 64 KiB rhythm as before.
 struct PieceWriter<'a> {
     file: &'a File,
     /// The file offset of the first byte not written yet.

@@ -86,8 +86,9 @@ impl Conn {
     /// as a segment of its own. Over loopback, where the window moves in
     /// 64 KiB steps and a segment carries 65,483 bytes, that made about five
     /// extra 53-byte segments per 1 MiB response, each a full trip through
-    /// both TCP stacks, and most of our CPU per GB above nginx's, which
-    /// corks the same way (`tcp_nopush`). Measured in docs/benchmarks.md.
+    /// both TCP stacks, where nginx, which corks the same way
+    /// (`tcp_nopush`), sends none; holding them back saved a few percent of
+    /// CPU per GB (docs/benchmarks.md).
     ///
     /// Only for bytes that are all at hand: a fetch's bytes trickle in, and
     /// holding them would delay its waiters.
