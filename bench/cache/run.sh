@@ -42,21 +42,30 @@ if [ "$STEER" = rfs ]; then
   STEER_NOTE="receive flow steering (each side receives on its own core)"
 fi
 
-# One metric's lastmile/nginx ratio in each round of the warm table, summed
-# up as "median [lowest, highest]".
-paired_ratios() {
-  local table="$1" conns="$2" metric="$3"
-  awk -F'\t' -v c="$conns" -v m="$metric" '
-    $1 == c {
+# One measure of one server at one connection count, from the warm table,
+# as "round value" lines. The one place that knows the table's columns.
+warm_measure() {
+  local table="$1" conns="$2" server="$3" measure="$4"
+  awk -F'\t' -v c="$conns" -v s="$server" -v m="$measure" '
+    $1 == c && $2 == s {
       if (m == "rps") v = $3; else if (m == "p99") v = $4; else if (m == "cpu") v = $5 / $6
-      else if (m == "machine") v = $7 / $6; else v = $8 / $6
-      if ($2 == "nginx") n[$9] = v; else l[$9] = v
-    }
-    END { for (r in n) if ((r in l) && n[r] > 0) print l[r] / n[r] }' "$table" |
-    sort -g | awk '{ v[NR] = $1 } END {
-      if (NR == 0) { print "-"; exit }
-      mid = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf "%.2f [%.2f, %.2f]\n", mid, v[1], v[NR] }'
+      else if (m == "machine") v = $7 / $6; else if (m == "core") v = $8 / $6
+      else { print "unknown measure " m > "/dev/stderr"; exit 1 }
+      print $9, v
+    }' "$table"
+}
+
+# A measure's median over the rounds, each server on its own.
+warm_median() { warm_measure "$@" | cut -d' ' -f2 | median; }
+
+# A measure's lastmile/nginx ratio in each round, summed up as
+# "median [lowest, highest]".
+paired_ratios() {
+  local table="$1" conns="$2" measure="$3"
+  LC_ALL=C join <(warm_measure "$table" "$conns" nginx "$measure" | LC_ALL=C sort -k1,1) \
+    <(warm_measure "$table" "$conns" lastmile "$measure" | LC_ALL=C sort -k1,1) |
+    awk '$2 > 0 { print $3 / $2 }' | spread |
+    awk 'NF == 3 { printf "%.2f [%.2f, %.2f]\n", $1, $2, $3; shown = 1 } END { if (!shown) print "-" }'
 }
 
 # How the page cache holds a cache's files (needs root and python3).
@@ -68,7 +77,10 @@ folio_layout() {
   find "$1" -type f -print0 | xargs -0 python3 "$HERE/folios.py"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# "median lowest highest" of numbers, one per line (nothing for none).
+spread() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit
+  print ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'; }
+median() { spread | cut -d' ' -f1; }
 percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print v[i] }'; }
 ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f\n", a / b }'; }
@@ -143,16 +155,16 @@ warm() {
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for conns in $WARM_CONNECTIONS; do
       local n_rps l_rps n_p99 l_p99 n_cpu l_cpu n_all l_all n_core l_core
-      n_rps="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $3 }' "$table" | median)"
-      l_rps="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $3 }' "$table" | median)"
-      n_p99="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $4 }' "$table" | median)"
-      l_p99="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $4 }' "$table" | median)"
-      n_cpu="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $5 / $6 }' "$table" | median)"
-      l_cpu="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $5 / $6 }' "$table" | median)"
-      n_all="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $7 / $6 }' "$table" | median)"
-      l_all="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $7 / $6 }' "$table" | median)"
-      n_core="$(awk -v c="$conns" '$1 == c && $2 == "nginx" { print $8 / $6 }' "$table" | median)"
-      l_core="$(awk -v c="$conns" '$1 == c && $2 == "lastmile" { print $8 / $6 }' "$table" | median)"
+      n_rps="$(warm_median "$table" "$conns" nginx rps)"
+      l_rps="$(warm_median "$table" "$conns" lastmile rps)"
+      n_p99="$(warm_median "$table" "$conns" nginx p99)"
+      l_p99="$(warm_median "$table" "$conns" lastmile p99)"
+      n_cpu="$(warm_median "$table" "$conns" nginx cpu)"
+      l_cpu="$(warm_median "$table" "$conns" lastmile cpu)"
+      n_all="$(warm_median "$table" "$conns" nginx machine)"
+      l_all="$(warm_median "$table" "$conns" lastmile machine)"
+      n_core="$(warm_median "$table" "$conns" nginx core)"
+      l_core="$(warm_median "$table" "$conns" lastmile core)"
       printf '| %s | %.0f | %.0f | %s | %.1f | %.1f | %.3f | %.3f | %s | %.3f | %.3f | %s | %.3f | %.3f | %s |\n' "$conns" "$n_rps" "$l_rps" \
         "$(ratio "$l_rps" "$n_rps")" "$n_p99" "$l_p99" "$n_cpu" "$l_cpu" "$(ratio "$l_cpu" "$n_cpu")" \
         "$n_core" "$l_core" "$(ratio "$l_core" "$n_core")" "$n_all" "$l_all" "$(ratio "$l_all" "$n_all")"
