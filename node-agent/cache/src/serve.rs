@@ -690,9 +690,9 @@ async fn open(
 /// On a newly opened file, a first read that starts past the first page is
 /// taken for a small random one: it brings in just the pages asked for, one
 /// 4 KiB folio each, and starts no readahead. Every slice's data starts at
-/// its second page (after the header), so a slice read back from disk ended
-/// up in some 150 folios per MiB where nginx's files, whose reads start at
-/// their header, got 18 (docs/benchmarks.md); more folios are more pieces
+/// its second page (after the header), so slices read back from disk held
+/// 126 to 154 folios per MiB where nginx's files, whose reads start at their
+/// header, held 18 to 90 (docs/benchmarks.md); more folios are more pieces
 /// for every later hit's sendfile to carry. When the page is cached this is
 /// a one-byte copy.
 fn continue_readahead_at(file: &std::fs::File, offset: u64) {
